@@ -1,0 +1,27 @@
+"""Every read the agent views and consumers need."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from agents.models import AgentProfile, NotReadyReason
+from conversations.models import Interaction
+
+
+def agent_for_user(*, user) -> AgentProfile | None:
+    """The user's agent profile, or None for anonymous users and non-agents."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    return AgentProfile.objects.select_related("not_ready_reason", "user").filter(user=user).first()
+
+
+def not_ready_reasons_selectable() -> QuerySet[NotReadyReason]:
+    """Reasons an agent may pick; system reasons such as “missed” are set by Parley only."""
+    return NotReadyReason.objects.filter(is_active=True, is_system=False).order_by("position", "name")
+
+
+def agent_has_live_work(*, agent: AgentProfile) -> bool:
+    return Interaction.objects.filter(
+        agent=agent.user,
+        state__in=(Interaction.State.OFFERED, Interaction.State.ACTIVE, Interaction.State.ON_HOLD),
+    ).exists()

@@ -1,0 +1,260 @@
+"""Every write to conversations goes through here; the business rules live here."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from contacts.models import Contact
+from contacts.services import contact_identify, contact_touch
+from conversations import events
+from conversations.models import (
+    Conversation,
+    Direction,
+    Disposition,
+    Interaction,
+    Message,
+    Note,
+    Service,
+    TimelineEntry,
+)
+
+
+class DuplicateMessage(Exception):
+    """A provider delivered a message we already have; ``message`` is the stored one."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(f"message {message.pk} already recorded")
+        self.message = message
+
+
+def _entry(conversation: Conversation, kind: str, **fields) -> TimelineEntry:
+    entry = TimelineEntry.objects.create(conversation=conversation, kind=kind, **fields)
+    events.conversation_timeline_appended(conversation_uuid=conversation.uuid, entry_id=entry.pk)
+    return entry
+
+
+def conversation_open(
+    *, contact: Contact, service: Service | None = None, agent=None
+) -> tuple[Conversation, bool]:
+    """Open a conversation for ``contact``, or join the one already open.
+
+    Returns ``(conversation, created)``. The source document's rule: a new
+    call, SMS or email from a contact with an open conversation is added to
+    it. A partial unique index allows one open conversation per contact, so
+    two arrivals racing each other also end up in one conversation.
+    """
+    existing = Conversation.objects.open().filter(contact=contact).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.create(contact=contact, service=service, assigned_agent=agent)
+            _entry(conversation, TimelineEntry.Kind.OPENED, actor=agent)
+    except IntegrityError:
+        return Conversation.objects.open().get(contact=contact), False
+    contact_touch(contact=contact)
+    return conversation, True
+
+
+@transaction.atomic
+def interaction_start(
+    *,
+    conversation: Conversation,
+    medium: str,
+    direction: str,
+    service: Service | None = None,
+    agent=None,
+    state: str = Interaction.State.QUEUED,
+) -> Interaction:
+    """Add a media interaction to an open conversation."""
+    if not conversation.is_open:
+        raise ValidationError(_("The conversation is closed."))
+    if state not in (Interaction.State.QUEUED, Interaction.State.OFFERED, Interaction.State.ACTIVE):
+        raise ValidationError(_("An interaction cannot start in state “%(state)s”.") % {"state": state})
+    now = timezone.now()
+    interaction = Interaction.objects.create(
+        conversation=conversation,
+        medium=medium,
+        direction=direction,
+        service=service or conversation.service,
+        agent=agent,
+        state=state,
+        created_at=now,
+        answered_at=now if state == Interaction.State.ACTIVE else None,
+    )
+    _entry(
+        conversation,
+        TimelineEntry.Kind.INTERACTION_STARTED,
+        interaction=interaction,
+        actor=agent,
+        data={"medium": medium, "direction": direction},
+    )
+    return interaction
+
+
+@transaction.atomic
+def interaction_answer(*, interaction: Interaction, agent) -> Interaction:
+    """The agent takes the interaction: it becomes active and the conversation is theirs."""
+    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
+    if interaction.state not in (Interaction.State.QUEUED, Interaction.State.OFFERED):
+        raise ValidationError(_("This interaction can no longer be answered."))
+    interaction.state = Interaction.State.ACTIVE
+    interaction.agent = agent
+    interaction.answered_at = timezone.now()
+    interaction.save(update_fields=["state", "agent", "answered_at"])
+    conversation = interaction.conversation
+    if conversation.assigned_agent_id != agent.pk:
+        conversation.assigned_agent = agent
+        conversation.save(update_fields=["assigned_agent"])
+        events.conversation_changed(conversation_uuid=conversation.uuid)
+    _entry(conversation, TimelineEntry.Kind.INTERACTION_ANSWERED, interaction=interaction, actor=agent)
+    return interaction
+
+
+@transaction.atomic
+def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -> Interaction:
+    """End a live interaction; one never answered ends as missed (inbound) or abandoned."""
+    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
+    if not interaction.is_live:
+        return interaction
+    if interaction.answered_at is None:
+        interaction.state = (
+            Interaction.State.ABANDONED if reason == "customer_left" else Interaction.State.MISSED
+        )
+    else:
+        interaction.state = Interaction.State.ENDED
+    interaction.ended_at = timezone.now()
+    interaction.end_reason = reason[:50]
+    interaction.save(update_fields=["state", "ended_at", "end_reason"])
+    _entry(
+        interaction.conversation,
+        TimelineEntry.Kind.INTERACTION_ENDED,
+        interaction=interaction,
+        actor=actor,
+        data={"medium": interaction.medium, "state": interaction.state, "reason": interaction.end_reason},
+    )
+    return interaction
+
+
+@transaction.atomic
+def message_record(
+    *,
+    interaction: Interaction,
+    direction: str,
+    author_kind: str,
+    body: str,
+    subject: str = "",
+    author_agent=None,
+    provider_message_id: str | None = None,
+    delivery_status: str | None = None,
+) -> Message:
+    """Store one chat/SMS/email item and put it on the conversation's timeline.
+
+    Raises ``DuplicateMessage`` when the provider's id was already recorded
+    for this medium; the unique constraint decides, so concurrent duplicates
+    also yield exactly one message.
+    """
+    conversation = interaction.conversation
+    if not interaction.is_live and direction == Direction.OUTBOUND:
+        raise ValidationError(_("This interaction has ended."))
+    if delivery_status is None:
+        delivery_status = Message.Status.RECEIVED if direction == Direction.INBOUND else Message.Status.PENDING
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation,
+                interaction=interaction,
+                medium=interaction.medium,
+                direction=direction,
+                author_kind=author_kind,
+                author_agent=author_agent,
+                subject=subject,
+                body=body,
+                delivery_status=delivery_status,
+                provider_message_id=provider_message_id,
+            )
+    except IntegrityError:
+        if provider_message_id is None:
+            raise
+        raise DuplicateMessage(
+            Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
+        ) from None
+    _entry(conversation, TimelineEntry.Kind.MESSAGE, interaction=interaction, message=message, actor=author_agent)
+    if direction == Direction.INBOUND:
+        contact_touch(contact=conversation.contact)
+    return message
+
+
+@transaction.atomic
+def note_add(*, conversation: Conversation, author, body: str) -> Note:
+    body = body.strip()
+    if not body:
+        raise ValidationError(_("A note cannot be empty."))
+    note = Note.objects.create(conversation=conversation, author=author, body=body)
+    _entry(conversation, TimelineEntry.Kind.NOTE, note=note, actor=author)
+    return note
+
+
+@transaction.atomic
+def conversation_close(
+    *, conversation: Conversation, disposition: Disposition | None = None, notes: str = "", closed_by=None
+) -> Conversation:
+    """Close the conversation into the contact's activity history.
+
+    Live interactions end with it. When the service lists dispositions, the
+    one recorded must be among them.
+    """
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if not conversation.is_open:
+        raise ValidationError(_("The conversation is already closed."))
+    if disposition is not None and conversation.service_id is not None:
+        allowed = conversation.service.dispositions.all()
+        if allowed.exists() and not allowed.filter(pk=disposition.pk).exists():
+            raise ValidationError(_("This disposition is not available for the conversation's service."))
+    for interaction in conversation.interactions.live():
+        interaction_end(interaction=interaction, reason="conversation_closed", actor=closed_by)
+    conversation.status = Conversation.Status.CLOSED
+    conversation.closed_at = timezone.now()
+    conversation.disposition = disposition
+    conversation.notes = notes
+    conversation.save(update_fields=["status", "closed_at", "disposition", "notes"])
+    _entry(
+        conversation,
+        TimelineEntry.Kind.CLOSED,
+        actor=closed_by,
+        data={"disposition": disposition.name if disposition else ""},
+    )
+    events.conversation_changed(conversation_uuid=conversation.uuid)
+    contact_touch(contact=conversation.contact)
+    return conversation
+
+
+@transaction.atomic
+def inbound_contact_receive(
+    *,
+    point_kind: str,
+    address: str,
+    medium: str,
+    service: Service | None = None,
+    first_name: str = "",
+    last_name: str = "",
+) -> Interaction:
+    """A customer gets in touch on ``medium`` from ``address``.
+
+    Recognises (or creates) the contact, joins their open conversation or
+    opens one, and returns the live interaction of that medium in it, starting
+    one when there is none (an SMS thread keeps using its interaction).
+    """
+    contact, _created = contact_identify(kind=point_kind, value=address, first_name=first_name, last_name=last_name)
+    conversation, opened = conversation_open(contact=contact, service=service)
+    if not opened:
+        live = conversation.interactions.live().filter(medium=medium).order_by("-created_at").first()
+        if live is not None:
+            return live
+        _entry(conversation, TimelineEntry.Kind.JOINED, data={"medium": medium})
+    return interaction_start(
+        conversation=conversation, medium=medium, direction=Direction.INBOUND, service=service
+    )
