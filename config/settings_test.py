@@ -7,8 +7,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "parley-test-secret-key-only-for-the-test-suite-0123456789")
 os.environ.setdefault("PARLEY_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
-from config.settings import *  # noqa: E402, F403
-from config.settings import DATABASES, VAR_DIR  # noqa: E402
+from config.settings import *  # noqa: F403
+from config.settings import DATABASES, VAR_DIR
 
 # Browser and worker tests run daphne and Celery in subprocesses on plain HTTP.
 SECURE_SSL_REDIRECT = False

@@ -36,7 +36,7 @@ class ContactAdmin(admin.ModelAdmin):
     inlines = [ContactPointInline, ConversationInline]
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        queryset, _may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return queryset, True
 
     @admin.display(description=_("name"), ordering="last_name")

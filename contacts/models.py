@@ -48,7 +48,9 @@ class ContactPoint(models.Model):
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="points", verbose_name=_("contact"))
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
-    value = models.CharField(_("value"), max_length=254, help_text=_("Normalised: E.164 for phones, lower case for email."))
+    value = models.CharField(
+        _("value"), max_length=254, help_text=_("Normalised: E.164 for phones, lower case for email.")
+    )
     label = models.CharField(_("label"), max_length=50, blank=True, help_text=_("For example “mobile” or “work”."))
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 

@@ -87,7 +87,17 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "service", "assigned_agent", "disposition"]
     date_hierarchy = "opened_at"
     readonly_fields = ["uuid", "contact", "opened_at", "closed_at"]
-    fields = ["uuid", "contact", "service", "status", "assigned_agent", "opened_at", "closed_at", "disposition", "notes"]
+    fields = [
+        "uuid",
+        "contact",
+        "service",
+        "status",
+        "assigned_agent",
+        "opened_at",
+        "closed_at",
+        "disposition",
+        "notes",
+    ]
     inlines = [InteractionInline, MessageInline, NoteInline]
 
     def get_search_results(self, request, queryset, search_term):

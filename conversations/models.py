@@ -76,7 +76,9 @@ class Service(models.Model):
     wrapup_seconds = models.PositiveSmallIntegerField(
         _("wrap-up time (s)"), default=60, help_text=_("After Call Work after an interaction ends; 0 for none.")
     )
-    dispositions = models.ManyToManyField(Disposition, blank=True, related_name="services", verbose_name=_("dispositions"))
+    dispositions = models.ManyToManyField(
+        Disposition, blank=True, related_name="services", verbose_name=_("dispositions")
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
@@ -126,7 +128,12 @@ class Conversation(models.Model):
         Contact, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("contact")
     )
     service = models.ForeignKey(
-        Service, on_delete=models.PROTECT, null=True, blank=True, related_name="conversations", verbose_name=_("service")
+        Service,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        verbose_name=_("service"),
     )
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
     assigned_agent = models.ForeignKey(
@@ -252,9 +259,7 @@ class Interaction(models.Model):
                 condition=Q(state__in=["offered", "active", "on_hold"]),
                 name="interaction_agent_live_idx",
             ),
-            models.Index(
-                fields=["service", "created_at"], condition=Q(state="queued"), name="interaction_queue_idx"
-            ),
+            models.Index(fields=["service", "created_at"], condition=Q(state="queued"), name="interaction_queue_idx"),
         ]
 
     def __str__(self) -> str:
@@ -339,7 +344,9 @@ def attachment_path(instance: Attachment, filename: str) -> str:
 class Attachment(models.Model):
     """A file carried by a message; served only to the conversation's participants."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments", verbose_name=_("message"))
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="attachments", verbose_name=_("message")
+    )
     file = models.FileField(_("file"), upload_to=attachment_path, max_length=500)
     filename = models.CharField(_("file name"), max_length=255)
     content_type = models.CharField(_("content type"), max_length=100)

@@ -13,10 +13,7 @@ from conversations.models import Conversation, TimelineEntry
 def conversations_active_for_agent(*, agent) -> QuerySet[Conversation]:
     """The agent's Active Conversations List, oldest first."""
     return (
-        Conversation.objects.open()
-        .assigned_to(agent)
-        .select_related("contact", "service")
-        .order_by("opened_at", "id")
+        Conversation.objects.open().assigned_to(agent).select_related("contact", "service").order_by("opened_at", "id")
     )
 
 

@@ -36,9 +36,7 @@ def _entry(conversation: Conversation, kind: str, **fields) -> TimelineEntry:
     return entry
 
 
-def conversation_open(
-    *, contact: Contact, service: Service | None = None, agent=None
-) -> tuple[Conversation, bool]:
+def conversation_open(*, contact: Contact, service: Service | None = None, agent=None) -> tuple[Conversation, bool]:
     """Open a conversation for ``contact``, or join the one already open.
 
     Returns ``(conversation, created)``. The source document's rule: a new
@@ -121,9 +119,7 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
     if not interaction.is_live:
         return interaction
     if interaction.answered_at is None:
-        interaction.state = (
-            Interaction.State.ABANDONED if reason == "customer_left" else Interaction.State.MISSED
-        )
+        interaction.state = Interaction.State.ABANDONED if reason == "customer_left" else Interaction.State.MISSED
     else:
         interaction.state = Interaction.State.ENDED
     interaction.ended_at = timezone.now()
@@ -255,6 +251,4 @@ def inbound_contact_receive(
         if live is not None:
             return live
         _entry(conversation, TimelineEntry.Kind.JOINED, data={"medium": medium})
-    return interaction_start(
-        conversation=conversation, medium=medium, direction=Direction.INBOUND, service=service
-    )
+    return interaction_start(conversation=conversation, medium=medium, direction=Direction.INBOUND, service=service)

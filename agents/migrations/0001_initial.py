@@ -8,73 +8,181 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('conversations', '0001_initial'),
+        ("conversations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NotReadyReason',
+            name="NotReadyReason",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('code', models.SlugField(unique=True, verbose_name='code')),
-                ('is_system', models.BooleanField(default=False, help_text='Agents cannot pick a system reason themselves.', verbose_name='set by the system')),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('position', models.PositiveSmallIntegerField(default=0, verbose_name='position')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("code", models.SlugField(unique=True, verbose_name="code")),
+                (
+                    "is_system",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Agents cannot pick a system reason themselves.",
+                        verbose_name="set by the system",
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                ("position", models.PositiveSmallIntegerField(default=0, verbose_name="position")),
             ],
             options={
-                'verbose_name': 'Not Ready reason',
-                'verbose_name_plural': 'Not Ready reasons',
-                'ordering': ['position', 'name'],
+                "verbose_name": "Not Ready reason",
+                "verbose_name_plural": "Not Ready reasons",
+                "ordering": ["position", "name"],
             },
         ),
         migrations.CreateModel(
-            name='AgentProfile',
+            name="AgentProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('ready', 'Ready'), ('not_ready', 'Not Ready'), ('busy', 'Busy'), ('acw', 'After Call Work'), ('logged_out', 'Logged out')], default='logged_out', max_length=12, verbose_name='state')),
-                ('state_since', models.DateTimeField(default=django.utils.timezone.now, verbose_name='in state since')),
-                ('idle_since', models.DateTimeField(blank=True, null=True, verbose_name='idle since')),
-                ('capacity', models.PositiveSmallIntegerField(default=100, help_text='Work an agent can hold at once; a call takes 100 %, a chat 25 % by default.', validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(400)], verbose_name='capacity %')),
-                ('services', models.ManyToManyField(blank=True, related_name='agents', to='conversations.service', verbose_name='services')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='agent', to=settings.AUTH_USER_MODEL, verbose_name='user')),
-                ('not_ready_reason', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='agents.notreadyreason', verbose_name='Not Ready reason')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("ready", "Ready"),
+                            ("not_ready", "Not Ready"),
+                            ("busy", "Busy"),
+                            ("acw", "After Call Work"),
+                            ("logged_out", "Logged out"),
+                        ],
+                        default="logged_out",
+                        max_length=12,
+                        verbose_name="state",
+                    ),
+                ),
+                ("state_since", models.DateTimeField(default=django.utils.timezone.now, verbose_name="in state since")),
+                ("idle_since", models.DateTimeField(blank=True, null=True, verbose_name="idle since")),
+                (
+                    "capacity",
+                    models.PositiveSmallIntegerField(
+                        default=100,
+                        help_text="Work an agent can hold at once; a call takes 100 %, a chat 25 % by default.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(400),
+                        ],
+                        verbose_name="capacity %",
+                    ),
+                ),
+                (
+                    "services",
+                    models.ManyToManyField(
+                        blank=True, related_name="agents", to="conversations.service", verbose_name="services"
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="agent",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
+                (
+                    "not_ready_reason",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="agents.notreadyreason",
+                        verbose_name="Not Ready reason",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'agent',
-                'verbose_name_plural': 'agents',
+                "verbose_name": "agent",
+                "verbose_name_plural": "agents",
             },
         ),
         migrations.CreateModel(
-            name='AgentStateLog',
+            name="AgentStateLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('ready', 'Ready'), ('not_ready', 'Not Ready'), ('busy', 'Busy'), ('acw', 'After Call Work'), ('logged_out', 'Logged out')], max_length=12, verbose_name='state')),
-                ('started_at', models.DateTimeField(verbose_name='started')),
-                ('ended_at', models.DateTimeField(blank=True, null=True, verbose_name='ended')),
-                ('agent', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='state_log', to='agents.agentprofile', verbose_name='agent')),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='changed by')),
-                ('not_ready_reason', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='agents.notreadyreason', verbose_name='Not Ready reason')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("ready", "Ready"),
+                            ("not_ready", "Not Ready"),
+                            ("busy", "Busy"),
+                            ("acw", "After Call Work"),
+                            ("logged_out", "Logged out"),
+                        ],
+                        max_length=12,
+                        verbose_name="state",
+                    ),
+                ),
+                ("started_at", models.DateTimeField(verbose_name="started")),
+                ("ended_at", models.DateTimeField(blank=True, null=True, verbose_name="ended")),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="state_log",
+                        to="agents.agentprofile",
+                        verbose_name="agent",
+                    ),
+                ),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="changed by",
+                    ),
+                ),
+                (
+                    "not_ready_reason",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="agents.notreadyreason",
+                        verbose_name="Not Ready reason",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'agent state record',
-                'verbose_name_plural': 'agent state records',
-                'ordering': ['-started_at', '-id'],
-                'indexes': [models.Index(fields=['agent', '-started_at'], name='agent_state_log_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('agent',), name='agent_state_log_one_open'), models.CheckConstraint(condition=models.Q(('ended_at__isnull', True), ('ended_at__gte', models.F('started_at')), _connector='OR'), name='agent_state_log_ends_after_start')],
+                "verbose_name": "agent state record",
+                "verbose_name_plural": "agent state records",
+                "ordering": ["-started_at", "-id"],
+                "indexes": [models.Index(fields=["agent", "-started_at"], name="agent_state_log_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("ended_at__isnull", True)),
+                        fields=("agent",),
+                        name="agent_state_log_one_open",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("ended_at__isnull", True), ("ended_at__gte", models.F("started_at")), _connector="OR"
+                        ),
+                        name="agent_state_log_ends_after_start",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='agentprofile',
-            index=models.Index(fields=['state', 'idle_since'], name='agent_routing_idx'),
+            model_name="agentprofile",
+            index=models.Index(fields=["state", "idle_since"], name="agent_routing_idx"),
         ),
         migrations.AddConstraint(
-            model_name='agentprofile',
-            constraint=models.CheckConstraint(condition=models.Q(('state', 'not_ready'), ('not_ready_reason__isnull', True), _connector='OR'), name='agent_reason_only_when_not_ready'),
+            model_name="agentprofile",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("state", "not_ready"), ("not_ready_reason__isnull", True), _connector="OR"),
+                name="agent_reason_only_when_not_ready",
+            ),
         ),
     ]

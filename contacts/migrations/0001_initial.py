@@ -6,46 +6,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('company', models.CharField(blank=True, max_length=200, verbose_name='company')),
-                ('notes', models.TextField(blank=True, verbose_name='notes')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('last_activity_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='last activity')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("company", models.CharField(blank=True, max_length=200, verbose_name="company")),
+                ("notes", models.TextField(blank=True, verbose_name="notes")),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name="created"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "last_activity_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="last activity"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'contact',
-                'verbose_name_plural': 'contacts',
-                'indexes': [models.Index(fields=['last_name', 'first_name'], name='contact_name_idx')],
+                "verbose_name": "contact",
+                "verbose_name_plural": "contacts",
+                "indexes": [models.Index(fields=["last_name", "first_name"], name="contact_name_idx")],
             },
         ),
         migrations.CreateModel(
-            name='ContactPoint',
+            name="ContactPoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('phone', 'Phone'), ('email', 'Email'), ('webchat', 'Web chat visitor'), ('messenger', 'Messenger')], max_length=16, verbose_name='kind')),
-                ('value', models.CharField(help_text='Normalised: E.164 for phones, lower case for email.', max_length=254, verbose_name='value')),
-                ('label', models.CharField(blank=True, help_text='For example “mobile” or “work”.', max_length=50, verbose_name='label')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name='created')),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='points', to='contacts.contact', verbose_name='contact')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("phone", "Phone"),
+                            ("email", "Email"),
+                            ("webchat", "Web chat visitor"),
+                            ("messenger", "Messenger"),
+                        ],
+                        max_length=16,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "value",
+                    models.CharField(
+                        help_text="Normalised: E.164 for phones, lower case for email.",
+                        max_length=254,
+                        verbose_name="value",
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        blank=True, help_text="For example “mobile” or “work”.", max_length=50, verbose_name="label"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name="created"),
+                ),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="points",
+                        to="contacts.contact",
+                        verbose_name="contact",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'contact point',
-                'verbose_name_plural': 'contact points',
-                'ordering': ['kind', 'value'],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'value'), name='contactpoint_unique_kind_value'), models.CheckConstraint(condition=models.Q(('value', ''), _negated=True), name='contactpoint_value_not_empty'), models.CheckConstraint(condition=models.Q(('kind__in', ['phone', 'email', 'webchat', 'messenger'])), name='contactpoint_kind_valid')],
+                "verbose_name": "contact point",
+                "verbose_name_plural": "contact points",
+                "ordering": ["kind", "value"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("kind", "value"), name="contactpoint_unique_kind_value"),
+                    models.CheckConstraint(
+                        condition=models.Q(("value", ""), _negated=True), name="contactpoint_value_not_empty"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("kind__in", ["phone", "email", "webchat", "messenger"])),
+                        name="contactpoint_kind_valid",
+                    ),
+                ],
             },
         ),
     ]

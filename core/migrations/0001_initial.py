@@ -4,25 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hostname', models.CharField(max_length=255, unique=True, verbose_name='worker')),
-                ('seen_at', models.DateTimeField(verbose_name='last seen')),
-                ('beats', models.PositiveBigIntegerField(default=0, verbose_name='heartbeats')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hostname", models.CharField(max_length=255, unique=True, verbose_name="worker")),
+                ("seen_at", models.DateTimeField(verbose_name="last seen")),
+                ("beats", models.PositiveBigIntegerField(default=0, verbose_name="heartbeats")),
             ],
             options={
-                'verbose_name': 'worker heartbeat',
-                'verbose_name_plural': 'worker heartbeats',
-                'ordering': ['hostname'],
+                "verbose_name": "worker heartbeat",
+                "verbose_name_plural": "worker heartbeats",
+                "ordering": ["hostname"],
             },
         ),
     ]
