@@ -16,6 +16,7 @@ def contact_identify(
     first_name: str = "",
     last_name: str = "",
     company: str = "",
+    label: str = "",
 ) -> tuple[Contact, bool]:
     """Find the contact owning the address ``value`` of ``kind``, or create one.
 
@@ -31,7 +32,7 @@ def contact_identify(
     try:
         with transaction.atomic():
             contact = Contact.objects.create(first_name=first_name, last_name=last_name, company=company)
-            ContactPoint.objects.create(contact=contact, kind=kind, value=normalized)
+            ContactPoint.objects.create(contact=contact, kind=kind, value=normalized, label=label)
     except IntegrityError:
         point = ContactPoint.objects.select_related("contact").get(kind=kind, value=normalized)
         return point.contact, False
