@@ -1,14 +1,36 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import Contact, ContactPoint
+from contacts.normalize import normalize_point
 from conversations.models import Conversation
+
+
+class ContactPointForm(forms.ModelForm):
+    """Stores the normalised value, so an address typed in the admin still identifies its contact."""
+
+    class Meta:
+        model = ContactPoint
+        fields = ["contact", "kind", "value", "label"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, value = cleaned.get("kind"), cleaned.get("value")
+        if kind and value:
+            try:
+                cleaned["value"] = normalize_point(kind, value)
+            except ValidationError as exc:
+                self.add_error("value", exc)
+        return cleaned
 
 
 class ContactPointInline(admin.TabularInline):
     model = ContactPoint
+    form = ContactPointForm
     extra = 0
     fields = ["kind", "value", "label", "created_at"]
     readonly_fields = ["created_at"]
@@ -46,6 +68,7 @@ class ContactAdmin(admin.ModelAdmin):
 
 @admin.register(ContactPoint)
 class ContactPointAdmin(admin.ModelAdmin):
+    form = ContactPointForm
     list_display = ["value", "kind", "contact", "label", "created_at"]
     list_filter = ["kind"]
     search_fields = ["value", "contact__first_name", "contact__last_name"]

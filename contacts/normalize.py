@@ -28,6 +28,9 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
 
 def normalize_email(raw: str) -> str:
     value = raw.strip().lower()
+    # The validator allows up to 320 characters; the column holds 254 (RFC 5321's path limit).
+    if len(value) > MAX_POINT_LENGTH:
+        raise ValidationError(_("The email address is too long."))
     try:
         validate_email(value)
     except ValidationError as exc:

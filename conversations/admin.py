@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from conversations.models import (
     Attachment,
@@ -41,9 +42,9 @@ class ServiceAdmin(admin.ModelAdmin):
     filter_horizontal = ["dispositions"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "is_active", "media"]}),
-        ("Capacity", {"fields": ["share_voice", "share_chat", "share_email", "share_sms", "chat_during_call"]}),
-        ("Timers", {"fields": ["offer_timeout_seconds", "wrapup_seconds"]}),
-        ("Wrap-up", {"fields": ["dispositions"]}),
+        (_("Capacity"), {"fields": ["share_voice", "share_chat", "share_email", "share_sms", "chat_during_call"]}),
+        (_("Timers"), {"fields": ["offer_timeout_seconds", "wrapup_seconds"]}),
+        (_("Wrap-up"), {"fields": ["dispositions"]}),
     ]
 
 
@@ -86,7 +87,8 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ["uuid", "contact__first_name", "contact__last_name", "contact__points__value"]
     list_select_related = ["contact", "service", "assigned_agent", "disposition"]
     date_hierarchy = "opened_at"
-    readonly_fields = ["uuid", "contact", "opened_at", "closed_at"]
+    # Status and times change only through the conversation services (close, open-or-join).
+    readonly_fields = ["uuid", "contact", "status", "opened_at", "closed_at"]
     fields = [
         "uuid",
         "contact",
@@ -99,6 +101,9 @@ class ConversationAdmin(admin.ModelAdmin):
         "notes",
     ]
     inlines = [InteractionInline, MessageInline, NoteInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     def get_search_results(self, request, queryset, search_term):
         queryset, _may_have_duplicates = super().get_search_results(request, queryset, search_term)

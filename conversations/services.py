@@ -15,11 +15,15 @@ from conversations.models import (
     Direction,
     Disposition,
     Interaction,
+    Medium,
     Message,
     Note,
     Service,
     TimelineEntry,
 )
+
+# Media whose items continue one live interaction instead of starting another.
+THREADED_MEDIA = (Medium.CHAT, Medium.SMS, Medium.EMAIL)
 
 
 class DuplicateMessage(Exception):
@@ -114,7 +118,11 @@ def interaction_answer(*, interaction: Interaction, agent) -> Interaction:
 
 @transaction.atomic
 def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -> Interaction:
-    """End a live interaction; one never answered ends as missed (inbound) or abandoned."""
+    """End a live interaction.
+
+    One never answered ends as abandoned when the customer gave up
+    (``reason="customer_left"``) and as missed otherwise.
+    """
     interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
     if not interaction.is_live:
         return interaction
@@ -153,6 +161,8 @@ def message_record(
     for this medium; the unique constraint decides, so concurrent duplicates
     also yield exactly one message.
     """
+    # Re-read under lock: the caller's copy may predate another request ending it.
+    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
     conversation = interaction.conversation
     if not interaction.is_live and direction == Direction.OUTBOUND:
         raise ValidationError(_("This interaction has ended."))
@@ -242,12 +252,15 @@ def inbound_contact_receive(
 
     Recognises (or creates) the contact, joins their open conversation or
     opens one, and returns the live interaction of that medium in it, starting
-    one when there is none (an SMS thread keeps using its interaction).
+    one when there is none. Text media (chat, SMS, email) keep using their
+    live interaction as a thread; every call is an interaction of its own.
     """
     contact, _created = contact_identify(kind=point_kind, value=address, first_name=first_name, last_name=last_name)
     conversation, opened = conversation_open(contact=contact, service=service)
     if not opened:
-        live = conversation.interactions.live().filter(medium=medium).order_by("-created_at").first()
+        live = None
+        if medium in THREADED_MEDIA:
+            live = conversation.interactions.live().filter(medium=medium).order_by("-created_at").first()
         if live is not None:
             return live
         _entry(conversation, TimelineEntry.Kind.JOINED, data={"medium": medium})

@@ -69,7 +69,7 @@ class AgentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = AgentProfile
 
-    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"agent{n}"))
+    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"test-agent{n}"))
 
 
 class ContactFactory(factory.django.DjangoModelFactory):
