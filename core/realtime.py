@@ -23,9 +23,9 @@ def _send(group: str, event: dict[str, Any]) -> None:
         return
     try:
         async_to_sync(layer.group_send)(group, event)
-    except Exception:
+    except Exception as exc:
         # Committed data is safe; the clients re-sync on reconnect.
-        logger.exception("channel layer send to %s failed", group)
+        logger.warning("channel layer send to %s failed: %r", group, exc)
 
 
 def publish_on_commit(group: str, event: dict[str, Any]) -> None:

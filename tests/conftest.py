@@ -72,3 +72,65 @@ def supervisor_client(supervisor) -> Client:
 @pytest.fixture
 def anonymous_client() -> Client:
     return Client()
+
+
+def redis_available() -> bool:
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def live_server_url(transactional_db, tmp_path):
+    """daphne serving the app (HTTP and websockets) on the test database."""
+    from tests.live import daphne_server
+
+    with daphne_server(tmp_path / "daphne.log") as url:
+        yield url
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Headless Debian Chromium driven by Playwright."""
+    require_component(os.path.exists(CHROMIUM), f"Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the
+    # test makes between browser steps are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's folder (test database file, broker folder) unless a subprocess of it is still running."""
+    import shutil
+
+    from django.conf import settings
+
+    if os.environ.get("PARLEY_TEST_RUN") == str(os.getpid()):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
