@@ -60,6 +60,8 @@ class AgentProfile(models.Model):
         help_text=_("Work an agent can hold at once; a call takes 100 %, a chat 25 % by default."),
     )
     services = models.ManyToManyField(Service, blank=True, related_name="agents", verbose_name=_("services"))
+    # When After Call Work ends by itself.
+    acw_until = models.DateTimeField(_("wrap-up ends"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("agent")

@@ -150,8 +150,13 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Periodic work; later issues add the outbox sweep, inbound polling and timers.
+ROUTING_SWEEP_SECONDS = env.float("ROUTING_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "core.tasks.worker_heartbeat", "schedule": 30.0},
+    # Safety nets behind the per-offer and per-agent timers (a lost countdown task).
+    "routing-sweep": {"task": "conversations.tasks.routing_sweep", "schedule": ROUTING_SWEEP_SECONDS},
+    "acw-sweep": {"task": "agents.tasks.agents_acw_sweep", "schedule": 10.0},
+    "webchat-inactivity": {"task": "channels_app.webchat.tasks.chat_inactivity_sweep", "schedule": 15.0},
 }
 
 # --- Auth ------------------------------------------------------------------
@@ -205,6 +210,14 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
+
+# Web chat limits.
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+CHAT_MAX_ATTACHMENT_BYTES = env.int("CHAT_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024)
+# Messages and typing signals one chat socket may send per 10 seconds.
+CHAT_RATE_LIMIT_PER_10S = env.int("CHAT_RATE_LIMIT_PER_10S", default=20)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # Largest websocket frame a consumer accepts from a client, in bytes.
 WEBSOCKET_MAX_FRAME_BYTES = env.int("WEBSOCKET_MAX_FRAME_BYTES", default=16 * 1024)

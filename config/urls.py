@@ -8,4 +8,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("core.urls")),
     path("", include("agents.urls")),
+    path("desktop/", include("conversations.urls")),
+    path("chat/", include("channels_app.webchat.urls")),
 ]

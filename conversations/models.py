@@ -44,6 +44,14 @@ class Disposition(models.Model):
         return self.name
 
 
+PRECHAT_FIELDS = ("name", "email", "phone", "question")
+PRECHAT_MODES = ("required", "optional", "off")
+
+
+def default_prechat_fields() -> dict[str, str]:
+    return {"name": "required", "email": "optional", "phone": "optional", "question": "required"}
+
+
 def default_service_media() -> list[str]:
     return [Medium.CHAT, Medium.VOICE, Medium.SMS, Medium.EMAIL]
 
@@ -80,6 +88,25 @@ class Service(models.Model):
         Disposition, blank=True, related_name="services", verbose_name=_("dispositions")
     )
     is_active = models.BooleanField(_("active"), default=True)
+    # Web chat: which pre-chat fields to ask ("required", "optional" or "off").
+    prechat_fields = models.JSONField(
+        _("pre-chat form fields"),
+        default=default_prechat_fields,
+        blank=True,
+        help_text=_("For name, email, phone and question: “required”, “optional” or “off”."),
+    )
+    chat_inactivity_seconds = models.PositiveIntegerField(
+        _("chat inactivity timeout (s)"),
+        default=600,
+        validators=[MinValueValidator(60)],
+        help_text=_("A chat whose customer stays silent this long is ended; a warning comes a minute before."),
+    )
+    chat_allowed_origins = models.JSONField(
+        _("websites that may embed the chat"),
+        default=list,
+        blank=True,
+        help_text=_("Origins such as “https://www.example.com” allowed to show the chat widget in a frame."),
+    )
 
     class Meta:
         verbose_name = _("service")
@@ -150,6 +177,11 @@ class Conversation(models.Model):
         Disposition, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("disposition")
     )
     notes = models.TextField(_("wrap-up notes"), blank=True)
+    # Oldest customer message the agent has not answered yet (the red timer).
+    customer_waiting_since = models.DateTimeField(_("customer waiting since"), null=True, blank=True)
+    # Timeline entries up to these ids have been shown on each side's screen.
+    agent_read_upto = models.PositiveBigIntegerField(_("read by agent up to"), default=0)
+    customer_read_upto = models.PositiveBigIntegerField(_("read by customer up to"), default=0)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -397,6 +429,7 @@ class TimelineEntry(models.Model):
         MESSAGE = "message", _("Message")
         NOTE = "note", _("Note")
         ASSIGNED = "assigned", _("Assigned")
+        TRANSFERRED = "transferred", _("Transferred")
         CLOSED = "closed", _("Conversation closed")
 
     conversation = models.ForeignKey(
@@ -429,3 +462,93 @@ class TimelineEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} @ {self.created_at:%H:%M:%S}"
+
+
+class Offer(models.Model):
+    """An interaction offered to one agent, who accepts or rejects it before it expires."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Missed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    interaction = models.ForeignKey(
+        Interaction, on_delete=models.CASCADE, related_name="offers", verbose_name=_("interaction")
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="offers", verbose_name=_("agent")
+    )
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(_("offered"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    responded_at = models.DateTimeField(_("answered"), null=True, blank=True)
+    # A transfer names who handed the interaction over, and why.
+    transferred_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("transferred by"),
+    )
+    transfer_note = models.TextField(_("transfer note"), blank=True)
+
+    class Meta:
+        verbose_name = _("offer")
+        verbose_name_plural = _("offers")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Never offered to two agents at once.
+            models.UniqueConstraint(
+                fields=["interaction"], condition=Q(state="pending"), name="offer_one_pending_per_interaction"
+            ),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("created_at")), name="offer_expires_after_created"),
+        ]
+        indexes = [
+            models.Index(fields=["agent", "state"], name="offer_agent_state_idx"),
+            models.Index(fields=["expires_at"], condition=Q(state="pending"), name="offer_pending_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.interaction} → {self.agent} ({self.get_state_display()})"
+
+
+class CannedResponseQuerySet(models.QuerySet):
+    def available_to(self, user) -> CannedResponseQuerySet:
+        """Shared responses plus the user's own."""
+        return self.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+class CannedResponse(models.Model):
+    """A prepared reply; ``{first_name}`` and ``{last_name}`` are filled from the contact."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="canned_responses",
+        verbose_name=_("owner"),
+        help_text=_("Empty for a response shared with every agent."),
+    )
+    shortcut = models.SlugField(_("shortcut"), max_length=40, help_text=_("Typed after “/” in the composer."))
+    title = models.CharField(_("title"), max_length=100)
+    body = models.TextField(_("text"), help_text=_("Placeholders: {first_name}, {last_name}."))
+
+    objects = CannedResponseQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("canned response")
+        verbose_name_plural = _("canned responses")
+        ordering = ["shortcut"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "shortcut"], name="canned_unique_owner_shortcut"),
+            models.UniqueConstraint(
+                fields=["shortcut"], condition=Q(owner__isnull=True), name="canned_unique_shared_shortcut"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

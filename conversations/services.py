@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from agents.services import agent_acw_end, agent_work_ended
 from contacts.models import Contact
 from contacts.services import contact_identify, contact_touch
 from conversations import events
@@ -18,6 +19,7 @@ from conversations.models import (
     Medium,
     Message,
     Note,
+    Offer,
     Service,
     TimelineEntry,
 )
@@ -36,7 +38,9 @@ class DuplicateMessage(Exception):
 
 def _entry(conversation: Conversation, kind: str, **fields) -> TimelineEntry:
     entry = TimelineEntry.objects.create(conversation=conversation, kind=kind, **fields)
-    events.conversation_timeline_appended(conversation_uuid=conversation.uuid, entry_id=entry.pk)
+    events.conversation_timeline_appended(
+        conversation_uuid=conversation.uuid, entry_id=entry.pk, agent_id=conversation.assigned_agent_id
+    )
     return entry
 
 
@@ -111,7 +115,7 @@ def interaction_answer(*, interaction: Interaction, agent) -> Interaction:
     if conversation.assigned_agent_id != agent.pk:
         conversation.assigned_agent = agent
         conversation.save(update_fields=["assigned_agent"])
-        events.conversation_changed(conversation_uuid=conversation.uuid)
+        events.conversation_changed(conversation_uuid=conversation.uuid, agent_id=conversation.assigned_agent_id)
     _entry(conversation, TimelineEntry.Kind.INTERACTION_ANSWERED, interaction=interaction, actor=agent)
     return interaction
 
@@ -133,6 +137,13 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
     interaction.ended_at = timezone.now()
     interaction.end_reason = reason[:50]
     interaction.save(update_fields=["state", "ended_at", "end_reason"])
+    for offer in interaction.offers.filter(state=Offer.State.PENDING):
+        offer.state = Offer.State.CANCELLED
+        offer.responded_at = interaction.ended_at
+        offer.save(update_fields=["state", "responded_at"])
+        events.agent_offers_changed(user_id=offer.agent_id)
+    if interaction.agent_id is not None:
+        _agent_released(interaction)
     _entry(
         interaction.conversation,
         TimelineEntry.Kind.INTERACTION_ENDED,
@@ -141,6 +152,21 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
         data={"medium": interaction.medium, "state": interaction.state, "reason": interaction.end_reason},
     )
     return interaction
+
+
+def _agent_released(interaction: Interaction) -> None:
+    """The agent's share of this interaction is free again: wrap-up or Ready, and route."""
+    # Imported here: routing builds on this module.
+    from conversations.routing import route_all_on_commit
+
+    service = interaction.service
+    agent_work_ended(
+        user=interaction.agent,
+        wrapup=interaction.answered_at is not None,
+        wrapup_seconds=service.wrapup_seconds if service else 0,
+    )
+    events.agent_conversations_changed(user_id=interaction.agent_id)
+    route_all_on_commit(user_id=interaction.agent_id)
 
 
 @transaction.atomic
@@ -233,9 +259,29 @@ def conversation_close(
         actor=closed_by,
         data={"disposition": disposition.name if disposition else ""},
     )
-    events.conversation_changed(conversation_uuid=conversation.uuid)
+    events.conversation_changed(conversation_uuid=conversation.uuid, agent_id=conversation.assigned_agent_id)
     contact_touch(contact=conversation.contact)
+    if conversation.assigned_agent_id is not None:
+        events.agent_conversations_changed(user_id=conversation.assigned_agent_id)
+        _wrapup_done(conversation.assigned_agent_id, closed_by)
     return conversation
+
+
+def _wrapup_done(agent_id: int, closed_by) -> None:
+    """Wrap-up recorded: After Call Work ends unless another conversation still awaits it."""
+    from agents.models import AgentProfile, AgentState
+
+    profile = AgentProfile.objects.filter(user_id=agent_id, state=AgentState.AFTER_CALL_WORK).first()
+    if profile is None:
+        return
+    awaiting = (
+        Conversation.objects.open()
+        .filter(assigned_agent_id=agent_id)
+        .exclude(interactions__state__in=Interaction.LIVE_STATES)
+        .exists()
+    )
+    if not awaiting:
+        agent_acw_end(agent=profile, changed_by=closed_by)
 
 
 @transaction.atomic

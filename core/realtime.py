@@ -31,3 +31,8 @@ def _send(group: str, event: dict[str, Any]) -> None:
 def publish_on_commit(group: str, event: dict[str, Any]) -> None:
     """Send ``event`` to ``group`` once the current transaction commits (at once outside one)."""
     transaction.on_commit(lambda: _send(group, event))
+
+
+def publish_now(group: str, event: dict[str, Any]) -> None:
+    """Send at once, for ephemeral signals that are never stored (typing)."""
+    _send(group, event)

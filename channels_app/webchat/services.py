@@ -1,0 +1,396 @@
+"""Web chat: starting a chat, messages both ways, receipts, attachments, ending."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from channels_app.webchat.models import ChatSession
+from contacts.models import Contact, ContactPoint
+from contacts.normalize import normalize_email, normalize_phone
+from contacts.services import contact_identify, contact_point_add
+from conversations import events
+from conversations.models import (
+    PRECHAT_FIELDS,
+    Attachment,
+    Conversation,
+    Direction,
+    Interaction,
+    Medium,
+    Message,
+    Service,
+    TimelineEntry,
+)
+from conversations.routing import route_on_commit
+from conversations.services import conversation_open, interaction_end, interaction_start, message_record
+
+SESSION_SALT = "parley.webchat.session"
+VISITOR_SALT = "parley.webchat.visitor"
+SESSION_MAX_AGE = timedelta(days=7)
+VISITOR_MAX_AGE = timedelta(days=365)
+# Customers get a warning this long before an inactive chat is ended.
+INACTIVITY_WARNING = timedelta(seconds=60)
+
+ALLOWED_ATTACHMENT_TYPES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+    "application/pdf": (b"%PDF-",),
+    "text/plain": (),
+}
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+def session_token(session: ChatSession) -> str:
+    return signing.dumps(str(session.public_id), salt=SESSION_SALT, compress=True)
+
+
+def visitor_token(visitor_id: uuid.UUID) -> str:
+    return signing.dumps(str(visitor_id), salt=VISITOR_SALT, compress=True)
+
+
+def session_from_token(token: str) -> ChatSession | None:
+    """The session a customer's token names, or None for a forged, expired or unknown token."""
+    try:
+        public_id = uuid.UUID(signing.loads(token, salt=SESSION_SALT, max_age=SESSION_MAX_AGE))
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    return (
+        ChatSession.objects.select_related("conversation", "interaction", "service", "contact")
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def visitor_from_token(token: str | None) -> uuid.UUID | None:
+    if not token:
+        return None
+    try:
+        return uuid.UUID(signing.loads(token, salt=VISITOR_SALT, max_age=VISITOR_MAX_AGE))
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+
+
+# --- starting -------------------------------------------------------------------
+
+
+def prechat_clean(*, service: Service, data: dict) -> dict[str, str]:
+    """Validate the pre-chat form against the service's field settings."""
+    modes = {**{name: "off" for name in PRECHAT_FIELDS}, **(service.prechat_fields or {})}
+    cleaned: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in PRECHAT_FIELDS:
+        value = str(data.get(name) or "").strip()
+        if modes[name] == "off":
+            continue
+        if not value:
+            if modes[name] == "required":
+                errors[name] = _("This field is required.")
+            continue
+        try:
+            if name == "email":
+                value = normalize_email(value)
+            elif name == "phone":
+                value = normalize_phone(value)
+            elif name == "name" and len(value) > 150:
+                raise ValidationError(_("The name is too long."))
+            elif name == "question" and len(value) > settings.CHAT_MAX_MESSAGE_CHARS:
+                raise ValidationError(_("The message is too long."))
+        except ValidationError as exc:
+            errors[name] = " ".join(exc.messages)
+            continue
+        cleaned[name] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    first, _sep, last = name.partition(" ")
+    return first, last
+
+
+def _recognise(*, visitor_id: uuid.UUID, fields: dict[str, str]) -> Contact:
+    """The contact behind this chat: by email, then phone, then the browser's visitor id."""
+    first, last = _split_name(fields.get("name", ""))
+    if fields.get("email"):
+        kind, value = ContactPoint.Kind.EMAIL, fields["email"]
+    elif fields.get("phone"):
+        kind, value = ContactPoint.Kind.PHONE, fields["phone"]
+    else:
+        kind, value = ContactPoint.Kind.WEBCHAT, str(visitor_id)
+    contact, _created = contact_identify(kind=kind, value=value, first_name=first, last_name=last)
+    if not (contact.first_name or contact.last_name) and (first or last):
+        Contact.objects.filter(pk=contact.pk).update(first_name=first, last_name=last)
+        contact.refresh_from_db()
+    extra = [(ContactPoint.Kind.WEBCHAT, str(visitor_id))]
+    extra += [(ContactPoint.Kind.PHONE, fields["phone"])] if fields.get("phone") else []
+    for point_kind, point_value in extra:
+        try:
+            contact_point_add(contact=contact, kind=point_kind, value=point_value)
+        except IntegrityError:
+            # The address belongs to another contact; merging is the contacts section's job.
+            pass
+    return contact
+
+
+@transaction.atomic
+def chat_start(*, service: Service, data: dict, visitor: str | None = None) -> ChatSession:
+    """A customer submits the pre-chat form: recognise them, open (or join) their conversation, queue the chat."""
+    if not service.is_active or Medium.CHAT not in service.media:
+        raise ValidationError(_("Chat is not available for this service."))
+    fields = prechat_clean(service=service, data=data)
+    visitor_id = visitor_from_token(visitor) or uuid.uuid4()
+    contact = _recognise(visitor_id=visitor_id, fields=fields)
+    conversation, _opened = conversation_open(contact=contact, service=service)
+    live_chat = conversation.interactions.live().filter(medium=Medium.CHAT).first()
+    if live_chat is not None and hasattr(live_chat, "chat_session"):
+        # The same customer in a second tab: that chat continues.
+        return live_chat.chat_session
+    agent = conversation.assigned_agent
+    if agent is not None:
+        # The agent already serving this contact's conversation takes the chat too.
+        interaction = interaction_start(
+            conversation=conversation,
+            medium=Medium.CHAT,
+            direction=Direction.INBOUND,
+            service=service,
+            agent=agent,
+            state=Interaction.State.ACTIVE,
+        )
+        events.agent_conversations_changed(user_id=agent.pk)
+    else:
+        interaction = interaction_start(
+            conversation=conversation, medium=Medium.CHAT, direction=Direction.INBOUND, service=service
+        )
+    session = ChatSession.objects.create(
+        visitor_id=visitor_id,
+        service=service,
+        contact=contact,
+        conversation=conversation,
+        interaction=interaction,
+        name=fields.get("name", ""),
+        email=fields.get("email", ""),
+        phone=fields.get("phone", ""),
+    )
+    if fields.get("question"):
+        chat_customer_message(session=session, text=fields["question"])
+    if interaction.state == Interaction.State.QUEUED:
+        events.service_queue_changed(service_id=service.pk)
+        route_on_commit(service_id=service.pk)
+    return session
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+def _clean_text(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(_("The message is empty."))
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            _("The message is too long (at most %(limit)s characters).") % {"limit": settings.CHAT_MAX_MESSAGE_CHARS}
+        )
+    return text
+
+
+@transaction.atomic
+def chat_customer_message(*, session: ChatSession, text: str) -> Message:
+    text = _clean_text(text)
+    interaction = Interaction.objects.get(pk=session.interaction_id)
+    if not interaction.is_live:
+        raise ValidationError(_("This chat has ended."))
+    message = message_record(
+        interaction=interaction, direction=Direction.INBOUND, author_kind=Message.Author.CUSTOMER, body=text
+    )
+    now = timezone.now()
+    Conversation.objects.filter(pk=session.conversation_id, customer_waiting_since__isnull=True).update(
+        customer_waiting_since=now
+    )
+    ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=now, inactivity_warned_at=None)
+    return message
+
+
+def live_chat_for(*, conversation: Conversation) -> Interaction | None:
+    return (
+        conversation.interactions.filter(medium=Medium.CHAT, state__in=Interaction.LIVE_STATES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+@transaction.atomic
+def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> Message:
+    """The agent answers in the conversation's live chat."""
+    text = _clean_text(text)
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if conversation.assigned_agent_id != agent_user.pk:
+        raise ValidationError(_("This conversation is not yours."))
+    interaction = live_chat_for(conversation=conversation)
+    if interaction is None or interaction.state != Interaction.State.ACTIVE:
+        raise ValidationError(_("There is no live chat in this conversation."))
+    message = message_record(
+        interaction=interaction,
+        direction=Direction.OUTBOUND,
+        author_kind=Message.Author.AGENT,
+        author_agent=agent_user,
+        body=text,
+        delivery_status=Message.Status.SENT,
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(customer_waiting_since=None)
+    return message
+
+
+def _sniff_ok(content_type: str, head: bytes) -> bool:
+    signatures = ALLOWED_ATTACHMENT_TYPES[content_type]
+    if content_type == "image/webp":
+        return head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+    if content_type == "text/plain":
+        return b"\x00" not in head
+    return any(head.startswith(signature) for signature in signatures)
+
+
+def attachment_check(upload: UploadedFile) -> str:
+    """Validate size and type (by content, not only by name); returns the content type."""
+    if upload.size > settings.CHAT_MAX_ATTACHMENT_BYTES:
+        raise ValidationError(
+            _("The file is too large (at most %(mb)s MB).")
+            % {"mb": settings.CHAT_MAX_ATTACHMENT_BYTES // (1024 * 1024)}
+        )
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if content_type not in ALLOWED_ATTACHMENT_TYPES:
+        raise ValidationError(_("This kind of file cannot be sent. Images, PDF and text files can."))
+    head = upload.read(16)
+    upload.seek(0)
+    if not _sniff_ok(content_type, head):
+        raise ValidationError(_("The file's content does not match its type."))
+    return content_type
+
+
+@transaction.atomic
+def chat_attachment_send(
+    *, interaction: Interaction, upload: UploadedFile, direction: str, author_kind: str, agent_user=None
+) -> Message:
+    """Send a file in the chat as its own message."""
+    content_type = attachment_check(upload)
+    if not interaction.is_live:
+        raise ValidationError(_("This chat has ended."))
+    filename = (upload.name or "file").replace("/", "_").replace("\\", "_")[-200:]
+    message = message_record(
+        interaction=interaction,
+        direction=direction,
+        author_kind=author_kind,
+        author_agent=agent_user,
+        body=filename,
+        delivery_status=Message.Status.SENT if direction == Direction.OUTBOUND else None,
+    )
+    attachment = Attachment(message=message, filename=filename, content_type=content_type, size=upload.size)
+    attachment.file.save(filename, upload, save=False)
+    attachment.save()
+    return message
+
+
+# --- typing, receipts -------------------------------------------------------------
+
+
+def chat_typing(*, conversation: Conversation, who: str, typing: bool) -> None:
+    events.conversation_typing(
+        conversation_uuid=conversation.uuid, agent_id=conversation.assigned_agent_id, who=who, typing=typing
+    )
+
+
+@transaction.atomic
+def chat_mark_read(*, conversation: Conversation, side: str, upto_entry_id: int) -> bool:
+    """One side has shown the timeline up to ``upto_entry_id``: the other side's messages become read."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    field = "agent_read_upto" if side == "agent" else "customer_read_upto"
+    upto = min(int(upto_entry_id), _last_entry_id(conversation))
+    if upto <= getattr(conversation, field):
+        return False
+    setattr(conversation, field, upto)
+    conversation.save(update_fields=[field])
+    direction = Direction.INBOUND if side == "agent" else Direction.OUTBOUND
+    Message.objects.filter(
+        conversation=conversation, direction=direction, entry__id__lte=upto, medium=Medium.CHAT
+    ).exclude(delivery_status__in=(Message.Status.READ, Message.Status.FAILED)).update(
+        delivery_status=Message.Status.READ
+    )
+    events.conversation_receipts(conversation_uuid=conversation.uuid, agent_id=conversation.assigned_agent_id)
+    return True
+
+
+@transaction.atomic
+def chat_mark_delivered(*, conversation: Conversation, upto_entry_id: int) -> bool:
+    """The customer's browser received the agent's messages up to ``upto_entry_id``."""
+    updated = Message.objects.filter(
+        conversation=conversation,
+        direction=Direction.OUTBOUND,
+        medium=Medium.CHAT,
+        entry__id__lte=int(upto_entry_id),
+        delivery_status=Message.Status.SENT,
+    ).update(delivery_status=Message.Status.DELIVERED)
+    if updated:
+        events.conversation_receipts(conversation_uuid=conversation.uuid, agent_id=conversation.assigned_agent_id)
+    return bool(updated)
+
+
+def _last_entry_id(conversation: Conversation) -> int:
+    last = TimelineEntry.objects.filter(conversation=conversation).order_by("-id").values_list("id", flat=True)
+    return last.first() or 0
+
+
+# --- ending ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def chat_end(*, session: ChatSession | None = None, interaction: Interaction | None = None, reason: str, actor=None):
+    """End the chat (customer left, agent ended it, inactivity). The conversation stays open for wrap-up."""
+    interaction = interaction or Interaction.objects.get(pk=session.interaction_id)
+    ended = interaction_end(interaction=interaction, reason=reason, actor=actor)
+    if ended.service_id:
+        events.service_queue_changed(service_id=ended.service_id)
+    # An unanswered chat the customer left has nobody to wrap it up: close it.
+    conversation = ended.conversation
+    if ended.answered_at is None and not conversation.interactions.live().exists():
+        from conversations.services import conversation_close
+
+        conversation.refresh_from_db()
+        if conversation.is_open and conversation.assigned_agent_id is None:
+            conversation_close(conversation=conversation, notes=_("Customer left before an agent answered."))
+    return ended
+
+
+def chat_inactivity_sweep() -> tuple[int, int]:
+    """Warn, then end, chats whose customer has been silent too long. Returns (warned, ended)."""
+    now = timezone.now()
+    warned = ended = 0
+    sessions = ChatSession.objects.filter(
+        interaction__state__in=(Interaction.State.ACTIVE, Interaction.State.ON_HOLD)
+    ).select_related("service", "conversation", "interaction")
+    for session in sessions:
+        limit = timedelta(seconds=session.service.chat_inactivity_seconds)
+        silent = now - session.last_customer_activity_at
+        if silent >= limit:
+            chat_end(session=session, reason="customer_inactive")
+            ended += 1
+        elif silent >= limit - INACTIVITY_WARNING and session.inactivity_warned_at is None:
+            with transaction.atomic():
+                ChatSession.objects.filter(pk=session.pk).update(inactivity_warned_at=now)
+                events.chat_inactivity_warning(
+                    conversation_uuid=session.conversation.uuid,
+                    ends_at=(session.last_customer_activity_at + limit).isoformat(),
+                )
+            warned += 1
+    return warned, ended
