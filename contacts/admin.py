@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from contacts.models import Contact, ContactPoint
+from contacts.models import Contact, ContactMerge, ContactPoint
 from contacts.normalize import normalize_point
 from conversations.models import Conversation
 
@@ -56,6 +56,8 @@ class ContactAdmin(admin.ModelAdmin):
     list_filter = ["created_at", "last_activity_at"]
     date_hierarchy = "last_activity_at"
     inlines = [ContactPointInline, ConversationInline]
+    # Set only by the merge and erasure services, which keep the snapshot and audit trail consistent.
+    readonly_fields = ["merged_into", "erased_at"]
 
     def get_search_results(self, request, queryset, search_term):
         queryset, _may_have_duplicates = super().get_search_results(request, queryset, search_term)
@@ -74,3 +76,23 @@ class ContactPointAdmin(admin.ModelAdmin):
     search_fields = ["value", "contact__first_name", "contact__last_name"]
     list_select_related = ["contact"]
     raw_id_fields = ["contact"]
+
+
+@admin.register(ContactMerge)
+class ContactMergeAdmin(admin.ModelAdmin):
+    """Read-only: merges are made and undone by agents through the contact services, which audit them."""
+
+    list_display = ["performed_at", "source", "target", "performed_by", "undone_at", "undone_by"]
+    list_filter = ["performed_at", "undone_at"]
+    list_select_related = ["source", "target", "performed_by", "undone_by"]
+    search_fields = ["source__id", "target__id"]
+    readonly_fields = ["target", "source", "performed_by", "performed_at", "snapshot", "undone_at", "undone_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -6,6 +6,8 @@ customer typing their number in three formats is still one contact point.
 
 from __future__ import annotations
 
+import unicodedata
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -58,3 +60,13 @@ def normalize_point(kind: str, raw: str) -> str:
     if kind in (ContactPoint.Kind.WEBCHAT, ContactPoint.Kind.MESSENGER):
         return normalize_opaque(raw)
     raise ValidationError(_("Unknown contact point kind “%(kind)s”."), params={"kind": kind})
+
+
+def fold_name(raw: str) -> str:
+    """A name compared without case, accents or extra spaces: “  Jürgen  MÜLLER” → “jurgen muller”.
+
+    For finding likely duplicates only; stored names keep their spelling.
+    """
+    decomposed = unicodedata.normalize("NFKD", raw)
+    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(stripped.casefold().split())

@@ -1,0 +1,442 @@
+"""Every read the contacts section needs: search, the contact page, activities, duplicates."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+from django.core.exceptions import ValidationError
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Cast
+
+from contacts.models import Contact, ContactMerge, ContactPoint
+from contacts.normalize import fold_name, normalize_phone, normalize_point
+from conversations.models import Conversation, Interaction, Message, Note
+from conversations.selectors import contact_activity_history
+
+SEARCH_PREFIXES = ("email", "phone", "company")
+# "phone:" may be followed by a number typed with spaces, so it is read before the other prefixes.
+_PHONE_PREFIX_RE = re.compile(r"\bphone:(?:\"([^\"]*)\"|\s*(\+?\(?\d[\d\s\-()./]*\d\)?)|(\S*))", re.IGNORECASE)
+_PREFIX_RE = re.compile(r"\b(email|company):(?:\"([^\"]*)\"|(\S*))", re.IGNORECASE)
+# A number in free text, in any of the ways people type one: +49 (30) 123-45 67, 0049 30 1234567, 030/1234567.
+_NUMBER_RUN_RE = re.compile(r"(?<![\w@.+])\+?\(?\d[\d\s\-()./]{4,}\d\)?(?![\w@])")
+_WORD_RE = re.compile(r"\"([^\"]+)\"|(\S+)")
+# Shorter digit strings match too much to be read as part of a phone number.
+_MIN_NUMBER_DIGITS = 3
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def live_contacts() -> QuerySet[Contact]:
+    """Contacts shown to agents: neither merged into another nor erased."""
+    return Contact.objects.filter(merged_into__isnull=True, erased_at__isnull=True)
+
+
+def _case_variants(text: str) -> list[str]:
+    # SQLite's LIKE folds case for ASCII letters only, so "müller" would miss "Müller" there;
+    # trying the usual spellings of a non-ASCII word makes both databases find the same rows.
+    if text.isascii():
+        return [text]
+    return list(dict.fromkeys((text, text.lower(), text.upper(), text.capitalize(), text.title())))
+
+
+def _point_exists(**lookups) -> Exists:
+    return Exists(ContactPoint.objects.filter(contact=OuterRef("pk"), **lookups))
+
+
+def _text_q(text: str) -> Q:
+    q = Q()
+    for variant in _case_variants(text):
+        q |= (
+            Q(first_name__icontains=variant)
+            | Q(last_name__icontains=variant)
+            | Q(company__icontains=variant)
+            | _point_exists(value__icontains=variant)
+        )
+    return q
+
+
+def _number_q(raw: str, *, kind: str | None = None) -> Q | None:
+    """A phone number in any format: its E.164 value exactly, or its digits within a stored number."""
+    kind_filter = {"kind": kind} if kind else {}
+    q = Q()
+    with contextlib.suppress(ValidationError):
+        q |= _point_exists(kind=ContactPoint.Kind.PHONE, value=normalize_phone(raw))
+    digits = re.sub(r"\D", "", raw)
+    # A national "030 12…" or international "0049 30 12…" prefix is not in the stored "+4930…": drop its zeros.
+    for fragment in dict.fromkeys((digits, digits.lstrip("0"))):
+        if len(fragment) >= _MIN_NUMBER_DIGITS:
+            q |= _point_exists(value__contains=fragment, **kind_filter)
+    return q or None
+
+
+def _search_q(query: str) -> Q | None:
+    """Turn the search box into one filter; every term must match (AND).
+
+    ``email:``, ``phone:`` and ``company:`` look in that field only; other
+    words match names, company or any contact point; a phone number typed in
+    any format also matches its E.164 value. Returns None when a term can
+    match nothing (a ``phone:`` without digits).
+    """
+    terms: list[Q] = []
+    impossible = False
+
+    def phone_prefix(match: re.Match) -> str:
+        nonlocal impossible
+        value = (match.group(1) or match.group(2) or match.group(3) or "").strip()
+        if value:
+            number = _number_q(value, kind=ContactPoint.Kind.PHONE)
+            if number is None:
+                impossible = True
+            else:
+                terms.append(number)
+        return " "
+
+    def other_prefix(match: re.Match) -> str:
+        prefix, value = match.group(1).lower(), (match.group(2) or match.group(3) or "").strip()
+        if value and prefix == "email":
+            terms.append(_point_exists(kind=ContactPoint.Kind.EMAIL, value__icontains=value.lower()))
+        elif value:
+            in_company = Q()
+            for variant in _case_variants(value):
+                in_company |= Q(company__icontains=variant)
+            terms.append(in_company)
+        return " "
+
+    def number_run(match: re.Match) -> str:
+        raw = match.group(0).strip()
+        terms.append(_text_q(raw) | (_number_q(raw) or Q()))
+        return " "
+
+    rest = _PHONE_PREFIX_RE.sub(phone_prefix, query)
+    rest = _PREFIX_RE.sub(other_prefix, rest)
+    rest = _NUMBER_RUN_RE.sub(number_run, rest)
+    for quoted, word in _WORD_RE.findall(rest):
+        text = (quoted or word).strip()
+        if text:
+            terms.append(_text_q(text))
+    if impossible:
+        return None
+    combined = Q()
+    for term in terms:
+        combined &= term
+    return combined
+
+
+def contacts_search(*, query: str, after: tuple[datetime, int] | None = None, limit: int = 25) -> list[Contact]:
+    """Contacts matching ``query``, newest activity first, keyset-paged after ``(last_activity_at, id)``.
+
+    Merged-away and erased contacts are never listed. Two queries whatever the
+    number of contacts or results: the contacts, then their points.
+    """
+    condition = _search_q(query or "")
+    if condition is None:
+        return []
+    contacts = live_contacts().filter(condition)
+    if after is not None:
+        last_activity_at, contact_id = after
+        contacts = contacts.filter(
+            Q(last_activity_at__lt=last_activity_at) | Q(last_activity_at=last_activity_at, id__lt=contact_id)
+        )
+    return list(
+        contacts.order_by("-last_activity_at", "-id").prefetch_related(
+            Prefetch("points", queryset=ContactPoint.objects.order_by("kind", "value"))
+        )[:limit]
+    )
+
+
+def contact_point_owner(*, kind: str, value: str, exclude: Contact | None = None) -> Contact | None:
+    """The contact that already owns this address, if any; for a warning while an agent types it.
+
+    Returns None for an address nobody owns, one owned by ``exclude``, and one that is not valid.
+    """
+    try:
+        normalized = normalize_point(kind, value)
+    except ValidationError:
+        return None
+    point = ContactPoint.objects.select_related("contact").filter(kind=kind, value=normalized).first()
+    if point is None or (exclude is not None and point.contact_id == exclude.pk):
+        return None
+    return point.contact
+
+
+# --- the contact page --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactDetail:
+    """What the contact page's summary shows."""
+
+    contact: Contact
+    points: list[ContactPoint]
+    conversation_count: int
+    open_conversation: Conversation | None
+    # Interactions per medium over the whole history, e.g. {"chat": 3, "voice": 1}.
+    interaction_counts: dict[str, int] = field(default_factory=dict)
+    # Merges into this contact that can still be undone, newest first.
+    merges: list[ContactMerge] = field(default_factory=list)
+
+
+def contact_detail(*, contact_id: int) -> ContactDetail | None:
+    """The contact's summary with its points and counts, in a constant number of queries.
+
+    Also returns merged-away and erased contacts (``contact.merged_into`` tells
+    the page where to send the agent); None for an unknown id.
+    """
+    contact = (
+        Contact.objects.filter(pk=contact_id)
+        .select_related("merged_into")
+        .prefetch_related(Prefetch("points", queryset=ContactPoint.objects.order_by("kind", "value")))
+        .first()
+    )
+    if contact is None:
+        return None
+    conversations = list(
+        Conversation.objects.filter(contact=contact)
+        .order_by()
+        .values("status")
+        .annotate(total=Count("id"))
+        .values_list("status", "total")
+    )
+    open_conversation = None
+    if any(status == Conversation.Status.OPEN for status, _total in conversations):
+        open_conversation = (
+            Conversation.objects.open().filter(contact=contact).select_related("service", "assigned_agent").first()
+        )
+    interaction_counts = dict(
+        Interaction.objects.filter(conversation__contact=contact)
+        .order_by()
+        .values("medium")
+        .annotate(total=Count("id"))
+        .values_list("medium", "total")
+    )
+    return ContactDetail(
+        contact=contact,
+        points=list(contact.points.all()),
+        conversation_count=sum(total for _status, total in conversations),
+        open_conversation=open_conversation,
+        interaction_counts=interaction_counts,
+        merges=contact_merges_undoable(contact=contact),
+    )
+
+
+def contact_merges_undoable(*, contact: Contact) -> list[ContactMerge]:
+    """Merges into ``contact`` not undone yet, newest first (the contact page offers to undo them)."""
+    return list(
+        ContactMerge.objects.filter(target=contact, undone_at__isnull=True)
+        .select_related("source", "performed_by")
+        .order_by("-performed_at", "-id")
+    )
+
+
+def contact_activities(
+    *, contact: Contact, before: tuple[datetime, int] | None = None, limit: int = 20
+) -> list[Conversation]:
+    """The Activities tab: every conversation of the contact across channels, newest first, keyset-paged.
+
+    Each comes with its interactions (the channel icons); a conversation's full
+    timeline is ``conversations.selectors.conversation_timeline``.
+    """
+    conversations = contact_activity_history(contact=contact, before=before, limit=limit)
+    prefetch_related_objects(
+        conversations, Prefetch("interactions", queryset=Interaction.objects.order_by("created_at", "id"))
+    )
+    return conversations
+
+
+def contact_timeline_search(*, contact: Contact, text: str, limit: int = 50) -> list[Conversation]:
+    """The contact's conversations whose messages (subject or body), notes or wrap-up notes contain ``text``.
+
+    Newest first. The scan is bounded by one contact's history.
+    """
+    text = (text or "").strip()
+    if not text:
+        return contact_activity_history(contact=contact, limit=limit)
+    in_messages = Q()
+    in_notes = Q()
+    in_wrapup = Q()
+    for variant in _case_variants(text):
+        in_messages |= Q(body__icontains=variant) | Q(subject__icontains=variant)
+        in_notes |= Q(body__icontains=variant)
+        in_wrapup |= Q(notes__icontains=variant)
+    matching = (
+        Exists(Message.objects.filter(in_messages, conversation=OuterRef("pk")))
+        | Exists(Note.objects.filter(in_notes, conversation=OuterRef("pk")))
+        | in_wrapup
+    )
+    return list(
+        Conversation.objects.filter(matching, contact=contact)
+        .select_related("service", "assigned_agent", "disposition")
+        .order_by("-opened_at", "-id")[:limit]
+    )
+
+
+# --- likely duplicates ------------------------------------------------------------
+
+
+class DuplicateReason:
+    SHARED_EMAIL = "shared_email"
+    SHARED_PHONE = "shared_phone"
+    SHARED_VISITOR = "shared_visitor"
+    SAME_NAME = "same_name"
+    SAME_LAST_NAME_AND_COMPANY = "same_last_name_company"
+
+
+# Strongest evidence first: an address both used is nearly certain, a name alone is a guess.
+_REASON_RANK = {
+    DuplicateReason.SHARED_EMAIL: 0,
+    DuplicateReason.SHARED_PHONE: 1,
+    DuplicateReason.SHARED_VISITOR: 2,
+    DuplicateReason.SAME_NAME: 3,
+    DuplicateReason.SAME_LAST_NAME_AND_COMPANY: 4,
+}
+
+
+class DuplicatePair(NamedTuple):
+    first: Contact
+    second: Contact
+    reason: str
+
+
+class _UUIDText(Func):
+    """A UUID column as the text ``str(uuid)`` gives, so it compares with a web-chat point's value."""
+
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return Cast(self.source_expressions[0], TextField()).as_sql(compiler, connection, **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # Django stores a UUID in SQLite as 32 hex digits without hyphens.
+        sql, params = compiler.compile(self.source_expressions[0])
+        parts = " || '-' || ".join(f"substr({sql}, {start}, {length})" for start, length in _UUID_GROUPS)
+        return f"lower({parts})", params * len(_UUID_GROUPS)
+
+
+_UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+
+
+def _shared_address_pairs() -> list[tuple[int, int, str]]:
+    """Contacts whose chat used an address that another contact owns.
+
+    Contact points are unique, so two contacts never hold the same address;
+    but a customer who chats anonymously and later gives their email, or gives
+    a phone number known under another contact, leaves a chat session of one
+    contact naming another contact's address. That is the "shared phone or
+    email" evidence.
+    """
+    from channels_app.webchat.models import ChatSession
+
+    def owner(kind: str, value) -> Subquery:
+        return Subquery(ContactPoint.objects.filter(kind=kind, value=value).values("contact_id")[:1])
+
+    sessions = (
+        ChatSession.objects.annotate(
+            email_owner=owner(ContactPoint.Kind.EMAIL, OuterRef("email")),
+            phone_owner=owner(ContactPoint.Kind.PHONE, OuterRef("phone")),
+            visitor_owner=owner(ContactPoint.Kind.WEBCHAT, _UUIDText(OuterRef("visitor_id"))),
+        )
+        .filter(
+            (Q(email_owner__isnull=False) & ~Q(email_owner=F("contact_id")))
+            | (Q(phone_owner__isnull=False) & ~Q(phone_owner=F("contact_id")))
+            | (Q(visitor_owner__isnull=False) & ~Q(visitor_owner=F("contact_id")))
+        )
+        .values_list("contact_id", "email_owner", "phone_owner", "visitor_owner")
+        .distinct()
+    )
+    pairs = []
+    for contact_id, email_owner, phone_owner, visitor_owner in sessions:
+        for other, reason in (
+            (email_owner, DuplicateReason.SHARED_EMAIL),
+            (phone_owner, DuplicateReason.SHARED_PHONE),
+            (visitor_owner, DuplicateReason.SHARED_VISITOR),
+        ):
+            if other is not None and other != contact_id:
+                pairs.append((contact_id, other, reason))
+    return pairs
+
+
+def _same_name_pairs() -> list[tuple[int, int, str]]:
+    """Contacts with the same full name, or the same last name at the same company.
+
+    Compared without case, accents or extra spaces. Within a group of equal
+    names each contact is paired with the group's most recently active one,
+    so a common name gives n-1 pairs, not n².
+    """
+    rows = (
+        live_contacts()
+        .exclude(last_name="")
+        .order_by("-last_activity_at", "-id")
+        .values_list("id", "first_name", "last_name", "company")
+    )
+    by_name: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_company: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for contact_id, first_name, last_name, company in rows.iterator():
+        last = fold_name(last_name)
+        if not last:
+            continue
+        first = fold_name(first_name)
+        if first:
+            by_name[(first, last)].append(contact_id)
+        company_key = fold_name(company)
+        if company_key:
+            by_company[(last, company_key)].append(contact_id)
+    pairs = []
+    for groups, reason in (
+        (by_name, DuplicateReason.SAME_NAME),
+        (by_company, DuplicateReason.SAME_LAST_NAME_AND_COMPANY),
+    ):
+        for ids in groups.values():
+            newest, *others = ids
+            pairs.extend((newest, other, reason) for other in others)
+    return pairs
+
+
+def contact_duplicates(*, limit: int = 50) -> list[DuplicatePair]:
+    """Likely duplicate contacts, as ``(contact, contact, reason)``, strongest evidence first.
+
+    Nothing is merged: an agent with the merge permission previews and confirms
+    each merge. Reasons: an address one contact used in a chat belongs to the
+    other (``shared_email``, ``shared_phone``, ``shared_visitor``), the same
+    full name (``same_name``), the same last name at the same company
+    (``same_last_name_company``). A pair appears once, with its strongest
+    reason; pairs of one reason come newest contact first. Four queries
+    whatever the number of contacts; the name comparison reads every live
+    contact's name once, so this is a list page's work, not a hot path.
+    """
+    best: dict[frozenset[int], tuple[int, int, str]] = {}
+    for first, second, reason in [*_shared_address_pairs(), *_same_name_pairs()]:
+        key = frozenset((first, second))
+        if key not in best or _REASON_RANK[reason] < _REASON_RANK[best[key][2]]:
+            best[key] = (first, second, reason)
+    ranked = sorted(best.values(), key=lambda pair: (_REASON_RANK[pair[2]], -max(pair[0], pair[1])))[:limit]
+    if not ranked:
+        return []
+    contacts = live_contacts().in_bulk(
+        {contact_id for first, second, _reason in ranked for contact_id in (first, second)}
+    )
+    prefetch_related_objects(
+        list(contacts.values()), Prefetch("points", queryset=ContactPoint.objects.order_by("kind", "value"))
+    )
+    return [
+        DuplicatePair(contacts[first], contacts[second], reason)
+        for first, second, reason in ranked
+        if first in contacts and second in contacts
+    ]
