@@ -1,15 +1,37 @@
-"""The agent desktop's websocket: one per open desktop tab."""
+"""The agent desktop's websocket: one per open desktop tab.
+
+Events name rows by id; the consumer loads them and renders the same template
+partials the htmx views return, which htmx's websocket extension swaps in by id.
+The client tells the consumer which conversation it shows (``resync``), so the
+consumer sends timeline entries, typing and delivery marks for that one only;
+every other conversation reaches the tab through the Active Conversations List.
+
+Client frames (JSON):
+- ``{"action": "resync", "conversation": "<uuid or empty>", "after": <last entry id>}``:
+  sent on every (re)connect and whenever the workspace shows another
+  conversation. Answered with state, offers and list, and the entries of that
+  conversation after ``after``, read from the database.
+- ``{"action": "read", "conversation": "<uuid>", "upto": <entry id>}``: the
+  agent has seen the timeline up to that entry.
+- ``{"action": "typing", "conversation": "<uuid>", "typing": true|false}``.
+A frame naming a conversation that is not the agent's gets an error.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
+from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
@@ -21,6 +43,22 @@ logger = logging.getLogger(__name__)
 # Close codes in the private range; 4401/4403 mirror HTTP's meaning.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+
+# Timeline kinds that change what the workspace header and composer offer.
+STRUCTURAL_KINDS = frozenset(
+    {"interaction_started", "interaction_answered", "interaction_ended", "assigned", "transferred", "closed"}
+)
+# Typing signals forwarded per socket, at most one per this many seconds (per state change).
+TYPING_INTERVAL = 1.0
+# Frames one socket may send per window; the desktop sends a few per minute (re-sync, read, typing).
+FRAME_BUDGET = 60
+FRAME_WINDOW = 10.0
+
+
+class FrameError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -36,19 +74,36 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.language = language_from_scope(self.scope)
+        # The conversation this tab shows in its workspace (set by "resync").
+        self.open_conversation: str = ""
+        self.last_typing: tuple[str, bool, float] = ("", False, 0.0)
+        self.frame_times: deque[float] = deque()
         self.groups_joined = [agent_group(user.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # Re-sync from the database on every (re)connect: events sent while
         # this socket was away are not replayed, the current state is.
-        await self.send_state()
+        await self.send_html(await self.render_overview())
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
+    # Client frames ------------------------------------------------------------------
+    def over_budget(self) -> bool:
+        now = time.monotonic()
+        while self.frame_times and now - self.frame_times[0] > FRAME_WINDOW:
+            self.frame_times.popleft()
+        if len(self.frame_times) >= FRAME_BUDGET:
+            return True
+        self.frame_times.append(now)
+        return False
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.over_budget():
+            await self.send_error("rate_limited")
+            return
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         if len(raw.encode("utf-8")) > settings.WEBSOCKET_MAX_FRAME_BYTES:
             await self.send_error("frame_too_large")
@@ -61,23 +116,259 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             await self.send_error("malformed_frame")
             return
-        if frame.get("action") == "resync":
-            await self.send_state()
+        handler = {"resync": self.on_resync, "read": self.on_read, "typing": self.on_typing}.get(frame.get("action"))
+        if handler is None:
+            await self.send_error("unknown_action")
             return
-        await self.send_error("unknown_action")
+        try:
+            await handler(frame)
+        except FrameError as exc:
+            await self.send_error(exc.code)
+
+    async def on_resync(self, frame: dict) -> None:
+        target = frame.get("conversation") or ""
+        after = _non_negative_int(frame.get("after", 0))
+        html, found = await self.render_resync(_uuid_or_empty(target), after)
+        await self.send_html(html)
+        if target and not found:
+            raise FrameError("conversation_not_found")
+
+    async def on_read(self, frame: dict) -> None:
+        target = _uuid_or_error(frame.get("conversation"))
+        upto = _non_negative_int(frame.get("upto"))
+        await self.mark_read(target, upto)
+
+    async def on_typing(self, frame: dict) -> None:
+        target = _uuid_or_error(frame.get("conversation"))
+        typing = frame.get("typing")
+        if not isinstance(typing, bool):
+            raise FrameError("malformed_frame")
+        last_target, last_typing, last_at = self.last_typing
+        now = time.monotonic()
+        if (target, typing) == (last_target, last_typing) and now - last_at < TYPING_INTERVAL:
+            return
+        self.last_typing = (target, typing, now)
+        await self.forward_typing(target, typing)
 
     async def send_error(self, code: str) -> None:
         await self.send(text_data=json.dumps({"error": code}))
 
+    async def send_html(self, html: str) -> None:
+        if html.strip():
+            await self.send(text_data=html)
+
     async def send_state(self) -> None:
-        await self.send(text_data=await self.render_state())
+        await self.send_html(await self.render_state())
+
+    # Channel-layer events ----------------------------------------------------------------
+    async def agent_state(self, event: dict) -> None:
+        await self.send_state()
+
+    async def agent_offers(self, event: dict) -> None:
+        await self.send_html(await self.render_offers())
+
+    async def agent_conversations(self, event: dict) -> None:
+        await self.send_html(await self.render_conversation_update(None))
+
+    async def conversation_changed(self, event: dict) -> None:
+        await self.send_html(await self.render_conversation_update(event.get("conversation")))
+
+    async def conversation_timeline(self, event: dict) -> None:
+        await self.send_html(await self.render_timeline_event(event.get("conversation"), event.get("entry_id")))
+
+    async def conversation_receipts(self, event: dict) -> None:
+        await self.send_html(await self.render_receipts(event.get("conversation")))
+
+    async def conversation_typing(self, event: dict) -> None:
+        if event.get("who") != "customer" or event.get("conversation") != self.open_conversation:
+            return
+        await self.send_html(await self.render_typing(event["conversation"], bool(event.get("typing"))))
+
+    # Rendering (database work in a thread) -------------------------------------------------
+    def _render(self, *parts: tuple[str, dict]) -> str:
+        with translation.override(self.language):
+            return "".join(render_to_string(name, context) for name, context in parts)
+
+    def _user(self):
+        return self.scope["user"]
+
+    def _overview_parts(self) -> list[tuple[str, dict]]:
+        from conversations import views
+
+        agent = agent_for_user(user=self._user())
+        user = agent.user
+        return [
+            ("agents/desktop.html#agent-state", state_partial_context(agent=agent)),
+            (views.OFFERS, views.offers_context(user=user)),
+            (views.ACL, views.acl_context(user=user, selected=self.open_conversation)),
+        ]
+
+    def _own_conversation(self, conversation_uuid):
+        from conversations.selectors import conversation_for_agent
+
+        if not conversation_uuid:
+            return None
+        try:
+            return conversation_for_agent(agent=self._user(), conversation_uuid=conversation_uuid)
+        except (ValueError, ValidationError):
+            return None
+
+    def _controls_parts(self, conversation) -> list[tuple[str, dict]]:
+        from conversations import views
+
+        state = views.workspace_state(conversation=conversation, user=self._user())
+        if state["wrapup"]:
+            state["wrapup_form"] = views.wrapup_form_for(conversation)
+        return [(views.WORKSPACE_HEADER, state), (views.COMPOSER, state)]
+
+    def _gone_parts(self, conversation_uuid: str) -> list[tuple[str, dict]]:
+        """The open conversation left this agent (transferred, taken over): clear the workspace.
+
+        Only where the tab still shows it: the view that moved it may have cleared it already.
+        """
+        from conversations import views
+
+        self.open_conversation = ""
+        notice = gettext_lazy("This conversation is no longer in your list.")
+        return [
+            (views.WORKSPACE_EMPTY, {"notice": notice, "only_if_showing": conversation_uuid}),
+            (views.CONTACT_PANEL, {**views.contact_context(conversation=None), "only_if_showing": conversation_uuid}),
+        ]
 
     @database_sync_to_async
     def render_state(self) -> str:
-        agent = agent_for_user(user=self.scope["user"])
-        with translation.override(self.language):
-            return render_to_string("agents/desktop.html#agent-state", state_partial_context(agent=agent))
+        agent = agent_for_user(user=self._user())
+        return self._render(("agents/desktop.html#agent-state", state_partial_context(agent=agent)))
 
-    # Channel-layer events ------------------------------------------------------
-    async def agent_state(self, event: dict) -> None:
-        await self.send_state()
+    @database_sync_to_async
+    def render_overview(self) -> str:
+        return self._render(*self._overview_parts())
+
+    @database_sync_to_async
+    def render_offers(self) -> str:
+        from conversations import views
+
+        return self._render((views.OFFERS, views.offers_context(user=self._user())))
+
+    @database_sync_to_async
+    def render_resync(self, target: str, after: int) -> tuple[str, bool]:
+        from conversations import selectors, views
+
+        conversation = self._own_conversation(target)
+        self.open_conversation = str(conversation.uuid) if conversation else ""
+        parts = self._overview_parts()
+        if conversation is not None:
+            entries = selectors.conversation_entries_after(conversation=conversation, after_id=after)
+            if entries:
+                parts.append(
+                    (
+                        views.ENTRIES,
+                        views.entries_context(conversation=conversation, user=self._user(), entries=entries),
+                    )
+                )
+            parts.extend(self._controls_parts(conversation))
+        elif target:
+            parts.extend(self._gone_parts(target))
+        return self._render(*parts), conversation is not None
+
+    @database_sync_to_async
+    def render_conversation_update(self, conversation_uuid: str | None) -> str:
+        from conversations import views
+
+        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
+        if conversation_uuid and conversation_uuid == self.open_conversation:
+            conversation = self._own_conversation(conversation_uuid)
+            parts.extend(self._controls_parts(conversation) if conversation else self._gone_parts(conversation_uuid))
+        return self._render(*parts)
+
+    @database_sync_to_async
+    def render_timeline_event(self, conversation_uuid: str | None, entry_id) -> str:
+        from conversations import selectors, views
+
+        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
+        if conversation_uuid and conversation_uuid == self.open_conversation:
+            conversation = self._own_conversation(conversation_uuid)
+            if conversation is None:
+                parts.extend(self._gone_parts(conversation_uuid))
+            else:
+                entry = selectors.timeline_entry_for(conversation=conversation, entry_id=_non_negative_int(entry_id))
+                if entry is not None:
+                    context = views.entries_context(conversation=conversation, user=self._user(), entries=[entry])
+                    parts.insert(0, (views.ENTRIES, context))
+                    if entry.kind in STRUCTURAL_KINDS:
+                        parts.extend(self._controls_parts(conversation))
+        return self._render(*parts)
+
+    @database_sync_to_async
+    def render_receipts(self, conversation_uuid: str | None) -> str:
+        from conversations import selectors, views
+
+        # Read marks change the list's unread counts; delivery marks the open timeline.
+        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
+        if conversation_uuid and conversation_uuid == self.open_conversation:
+            conversation = self._own_conversation(conversation_uuid)
+            if conversation is not None:
+                entries = selectors.conversation_receipt_entries(conversation=conversation)
+                if entries:
+                    context = views.entries_context(
+                        conversation=conversation, user=self._user(), entries=entries[::-1], update_only=True
+                    )
+                    parts.append((views.ENTRIES, context))
+        return self._render(*parts)
+
+    @database_sync_to_async
+    def render_typing(self, conversation_uuid: str, typing: bool) -> str:
+        from conversations import views
+
+        conversation = self._own_conversation(conversation_uuid)
+        if conversation is None:
+            return ""
+        return self._render(
+            (views.TYPING, {"conversation": conversation, "contact": conversation.contact, "typing": typing})
+        )
+
+    @database_sync_to_async
+    def mark_read(self, conversation_uuid: str, upto: int) -> None:
+        from channels_app.webchat.services import chat_mark_read
+
+        conversation = self._own_conversation(conversation_uuid)
+        if conversation is None:
+            raise FrameError("conversation_not_found")
+        chat_mark_read(conversation=conversation, side="agent", upto_entry_id=upto)
+
+    @database_sync_to_async
+    def forward_typing(self, conversation_uuid: str, typing: bool) -> None:
+        from channels_app.webchat.services import chat_typing
+
+        conversation = self._own_conversation(conversation_uuid)
+        if conversation is None:
+            raise FrameError("conversation_not_found")
+        if conversation.is_open:
+            chat_typing(conversation=conversation, who="agent", typing=typing)
+
+
+def _uuid_or_empty(value) -> str:
+    if not value:
+        return ""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise FrameError("malformed_frame") from exc
+
+
+def _uuid_or_error(value) -> str:
+    if not isinstance(value, str) or not value:
+        raise FrameError("malformed_frame")
+    return _uuid_or_empty(value)
+
+
+def _non_negative_int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise FrameError("malformed_frame")
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise FrameError("malformed_frame") from exc
+    if number < 0 or number > 2**63 - 1:
+        raise FrameError("malformed_frame")
+    return number

@@ -71,7 +71,11 @@ def agent_state_set(
     agent.state = state
     agent.not_ready_reason = reason
     agent.state_since = now
-    agent.idle_since = now if state == AgentState.READY else None
+    if state == AgentState.READY:
+        agent.idle_since = now
+    elif state != AgentState.BUSY:
+        agent.idle_since = None
+    # Busy keeps idle_since (the last offer): longest-idle order still spreads work among busy agents.
     agent.acw_until = acw_until if state == AgentState.AFTER_CALL_WORK else None
     agent.save(update_fields=["state", "not_ready_reason", "state_since", "idle_since", "acw_until"])
     events.agent_state_changed(user_id=agent.user_id)
@@ -108,6 +112,7 @@ def agent_work_started(*, user) -> None:
         agent_state_set(agent=profile, state=AgentState.BUSY, changed_by=user, by_system=True)
 
 
+@transaction.atomic
 def agent_work_ended(*, user, wrapup: bool = True, wrapup_seconds: int = 0) -> None:
     """An interaction of the agent ended.
 

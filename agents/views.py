@@ -66,7 +66,10 @@ def desktop(request: HttpRequest) -> HttpResponse:
         if request.user.is_staff:
             return redirect("admin:index")
         raise PermissionDenied(_("This page is for agents."))
-    return render(request, "agents/desktop.html", state_partial_context(agent=agent))
+    # Imported here: the conversation views build on this module.
+    from conversations.views import desktop_context
+
+    return render(request, "agents/desktop.html", desktop_context(agent=agent))
 
 
 @login_required

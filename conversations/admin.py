@@ -5,11 +5,13 @@ from django.utils.translation import gettext_lazy as _
 
 from conversations.models import (
     Attachment,
+    CannedResponse,
     Conversation,
     Disposition,
     Interaction,
     Message,
     Note,
+    Offer,
     Service,
 )
 
@@ -142,3 +144,63 @@ class NoteAdmin(admin.ModelAdmin):
     list_display = ["__str__", "conversation", "author", "created_at"]
     search_fields = ["body"]
     raw_id_fields = ["conversation", "author"]
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    """Offers are a record of routing; they change only through accept, reject, expiry and transfer."""
+
+    list_display = ["__str__", "agent", "state", "created_at", "expires_at", "responded_at", "transferred_by"]
+    list_filter = ["state", "created_at", "interaction__medium", "interaction__service"]
+    list_select_related = ["interaction", "agent", "transferred_by"]
+    search_fields = ["agent__username", "agent__first_name", "agent__last_name", "transfer_note"]
+    date_hierarchy = "created_at"
+    fields = [
+        "interaction",
+        "agent",
+        "state",
+        "created_at",
+        "expires_at",
+        "responded_at",
+        "transferred_by",
+        "transfer_note",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CannedResponseScopeFilter(admin.SimpleListFilter):
+    title = _("scope")
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("shared", _("Shared with every agent")), ("personal", _("Personal"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "shared":
+            return queryset.filter(owner__isnull=True)
+        if self.value() == "personal":
+            return queryset.filter(owner__isnull=False)
+        return queryset
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    """Shared responses have no owner; an owner makes a response personal to that agent."""
+
+    list_display = ["shortcut", "title", "scope", "owner"]
+    list_filter = [CannedResponseScopeFilter]
+    list_select_related = ["owner"]
+    search_fields = ["shortcut", "title", "body", "owner__username"]
+    raw_id_fields = ["owner"]
+    fields = ["shortcut", "title", "body", "owner"]
+    ordering = ["owner", "shortcut"]
+
+    @admin.display(description=_("scope"), ordering="owner")
+    def scope(self, obj: CannedResponse) -> str:
+        return _("Shared") if obj.owner_id is None else _("Personal")

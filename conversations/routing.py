@@ -111,7 +111,9 @@ def route_next(*, service: Service) -> Offer | None:
     candidates = (
         AgentProfile.objects.filter(state__in=ROUTABLE_STATES, services=service)
         .exclude(user_id__in=recently_rejected)
-        .order_by(F("idle_since").asc(nulls_first=True), "id")
+        # Least recently offered first; agents without idle_since (Busy straight from
+        # Not Ready or wrap-up) come last.
+        .order_by(F("idle_since").asc(nulls_last=True), "id")
     )
     for profile in _locked(candidates)[:50]:
         if agent_can_take(profile=profile, interaction=interaction, service=service):
@@ -149,9 +151,25 @@ def route_all_on_commit(*, user_id: int) -> None:
         route_on_commit(service_id=service_id)
 
 
+def _lock_interaction_then_offer(offer_queryset: QuerySet) -> Offer | None:
+    """Lock an offer's interaction, then the offer: the order routing and interaction_end use.
+
+    Locking only the offer's own row (``of``) also keeps PostgreSQL from refusing
+    FOR UPDATE on the outer join to the interaction's nullable service.
+    """
+    interaction_id = offer_queryset.values_list("interaction_id", flat=True).first()
+    if interaction_id is None:
+        return None
+    list(Interaction.objects.select_for_update().filter(pk=interaction_id).values_list("pk", flat=True))
+    return (
+        offer_queryset.select_for_update(of=("self",))
+        .select_related("interaction__conversation", "interaction__service")
+        .first()
+    )
+
+
 def _pending_offer_for(*, offer_id: int, agent_user) -> Offer:
-    offer = Offer.objects.select_for_update().select_related("interaction__conversation", "interaction__service")
-    offer = offer.filter(pk=offer_id, agent=agent_user).first()
+    offer = _lock_interaction_then_offer(Offer.objects.filter(pk=offer_id, agent=agent_user))
     if offer is None:
         raise ValidationError(_("This offer is not yours."))
     if offer.state != Offer.State.PENDING:
@@ -159,14 +177,22 @@ def _pending_offer_for(*, offer_id: int, agent_user) -> Offer:
     return offer
 
 
-@transaction.atomic
 def offer_accept(*, offer_id: int, agent_user) -> Interaction:
     """The agent takes the offered interaction; the conversation becomes theirs."""
+    interaction = _offer_take(offer_id=offer_id, agent_user=agent_user)
+    if interaction is None:
+        # Raised only after the miss has been committed, so it is not rolled back with the error.
+        raise ValidationError(_("This offer has expired."))
+    return interaction
+
+
+@transaction.atomic
+def _offer_take(*, offer_id: int, agent_user) -> Interaction | None:
     offer = _pending_offer_for(offer_id=offer_id, agent_user=agent_user)
     now = timezone.now()
     if offer.expires_at <= now:
         _expire(offer)
-        raise ValidationError(_("This offer has expired."))
+        return None
     offer.state = Offer.State.ACCEPTED
     offer.responded_at = now
     offer.save(update_fields=["state", "responded_at"])
@@ -225,11 +251,8 @@ def _expire(offer: Offer) -> None:
 @transaction.atomic
 def offer_expire(*, offer_id: int) -> bool:
     """An unanswered offer runs out: back to the queue, and the agent goes Not Ready (missed)."""
-    offer = (
-        Offer.objects.select_for_update()
-        .select_related("interaction__conversation")
-        .filter(pk=offer_id, state=Offer.State.PENDING, expires_at__lte=timezone.now())
-        .first()
+    offer = _lock_interaction_then_offer(
+        Offer.objects.filter(pk=offer_id, state=Offer.State.PENDING, expires_at__lte=timezone.now())
     )
     if offer is None:
         return False
@@ -271,7 +294,9 @@ def conversation_transfer(
     if conversation.assigned_agent_id != from_agent.pk:
         raise ValidationError(_("This conversation is not yours."))
     live = list(
-        conversation.interactions.filter(agent=from_agent, state__in=(Interaction.State.ACTIVE, Interaction.State.ON_HOLD))
+        conversation.interactions.filter(
+            agent=from_agent, state__in=(Interaction.State.ACTIVE, Interaction.State.ON_HOLD)
+        )
     )
     if not live:
         raise ValidationError(_("There is nothing live to transfer."))

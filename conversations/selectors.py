@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from contacts.models import Contact
-from conversations.models import Conversation, TimelineEntry
+from conversations.models import (
+    Attachment,
+    CannedResponse,
+    Conversation,
+    Direction,
+    Disposition,
+    Interaction,
+    Medium,
+    Message,
+    Offer,
+    Service,
+    TimelineEntry,
+)
 
 
 def conversations_active_for_agent(*, agent) -> QuerySet[Conversation]:
@@ -55,3 +69,223 @@ def contact_activity_history(
             Q(opened_at__lt=opened_at) | Q(opened_at=opened_at, id__lt=conversation_id)
         )
     return list(conversations.order_by("-opened_at", "-id")[:limit])
+
+
+# --- the agent desktop --------------------------------------------------------------------------------
+
+
+def acl_for_agent(*, agent) -> list[Conversation]:
+    """The agent's Active Conversations List with what each row shows, in two queries whatever the volume.
+
+    Each conversation carries ``last_message_body``, ``last_message_author``,
+    ``unread_count`` (customer chat messages after ``agent_read_upto``) and
+    ``live_interactions`` (its live media, oldest first).
+    """
+    last_message = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+    unread = (
+        TimelineEntry.objects.filter(
+            conversation=OuterRef("pk"),
+            kind=TimelineEntry.Kind.MESSAGE,
+            id__gt=OuterRef("agent_read_upto"),
+            message__author_kind=Message.Author.CUSTOMER,
+            message__medium=Medium.CHAT,
+        )
+        .order_by()
+        .values("conversation")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    live = Interaction.objects.filter(state__in=Interaction.LIVE_STATES).order_by("created_at", "id")
+    return list(
+        conversations_active_for_agent(agent=agent)
+        .annotate(
+            last_message_body=Subquery(last_message.values("body")[:1]),
+            last_message_author=Subquery(last_message.values("author_kind")[:1]),
+            unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+        )
+        .prefetch_related(Prefetch("interactions", queryset=live, to_attr="live_interactions"))
+    )
+
+
+def _entries_for_display() -> QuerySet[TimelineEntry]:
+    return TimelineEntry.objects.select_related(
+        "message", "message__author_agent", "note", "note__author", "interaction", "actor"
+    ).prefetch_related("message__attachments")
+
+
+def conversation_timeline_tail(*, conversation: Conversation, limit: int = 100) -> tuple[list[TimelineEntry], bool]:
+    """The newest ``limit`` timeline entries in time order, and whether older ones exist."""
+    newest = list(_entries_for_display().filter(conversation=conversation).order_by("-created_at", "-id")[: limit + 1])
+    return list(reversed(newest[:limit])), len(newest) > limit
+
+
+def conversation_timeline_before(
+    *, conversation: Conversation, before_id: int, limit: int = 100
+) -> tuple[list[TimelineEntry], bool]:
+    """The ``limit`` entries just before the entry ``before_id``, in time order, and whether older ones exist."""
+    anchor = TimelineEntry.objects.filter(conversation=conversation, pk=before_id).values("created_at").first()
+    if anchor is None:
+        return [], False
+    older = list(
+        _entries_for_display()
+        .filter(conversation=conversation)
+        .filter(Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], id__lt=before_id))
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    return list(reversed(older[:limit])), len(older) > limit
+
+
+def conversation_entries_after(*, conversation: Conversation, after_id: int, limit: int = 500) -> list[TimelineEntry]:
+    """Entries a client has not seen yet (ids are handed out in commit order), in time order."""
+    return list(
+        _entries_for_display().filter(conversation=conversation, id__gt=after_id).order_by("created_at", "id")[:limit]
+    )
+
+
+def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> TimelineEntry | None:
+    return _entries_for_display().filter(conversation=conversation, pk=entry_id).first()
+
+
+def conversation_receipt_entries(*, conversation: Conversation, limit: int = 50) -> list[TimelineEntry]:
+    """The agent's latest chat messages, whose delivery marks may have moved on."""
+    return list(
+        _entries_for_display()
+        .filter(
+            conversation=conversation,
+            kind=TimelineEntry.Kind.MESSAGE,
+            message__direction=Direction.OUTBOUND,
+            message__medium=Medium.CHAT,
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def conversation_live_interactions(*, conversation: Conversation) -> list[Interaction]:
+    return list(conversation.interactions.live().order_by("created_at", "id"))
+
+
+def offers_pending_for_agent(*, agent) -> list[Offer]:
+    """The agent's open offers, newest first."""
+    return list(
+        Offer.objects.filter(agent=agent, state=Offer.State.PENDING, expires_at__gt=timezone.now())
+        .select_related("interaction__conversation__contact", "interaction__service", "transferred_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def offer_for_agent(*, agent, offer_id: int) -> Offer | None:
+    return Offer.objects.select_related("interaction__conversation").filter(pk=offer_id, agent=agent).first()
+
+
+def canned_responses_for(*, user, query: str = "", limit: int = 10) -> list[CannedResponse]:
+    """Responses the user may use (their own first, then shared) whose shortcut or title matches ``query``."""
+    responses = CannedResponse.objects.available_to(user)
+    query = query.strip()
+    if query:
+        responses = responses.filter(Q(shortcut__istartswith=query) | Q(title__icontains=query))
+    own_first = Case(When(owner__isnull=True, then=1), default=0, output_field=IntegerField())
+    return list(responses.order_by(own_first, "shortcut")[:limit])
+
+
+def dispositions_for(*, conversation: Conversation) -> QuerySet[Disposition]:
+    """Outcomes the wrap-up may record: the service's own, or every active one when it lists none."""
+    active = Disposition.objects.filter(is_active=True)
+    if conversation.service_id is not None:
+        own = active.filter(services=conversation.service_id)
+        if own.exists():
+            return own
+    return active
+
+
+def transfer_targets_for(*, conversation: Conversation, agent) -> tuple[list, list[Service]]:
+    """Agents (logged in, sharing the service) and active services the conversation can be handed to."""
+    from agents.models import AgentProfile, AgentState
+
+    profiles = AgentProfile.objects.exclude(user=agent).exclude(state=AgentState.LOGGED_OUT).select_related("user")
+    if conversation.service_id is not None:
+        profiles = profiles.filter(services=conversation.service_id)
+    else:
+        profiles = profiles.filter(services__agents__user=agent)
+    profiles = profiles.filter(user__is_active=True).distinct().order_by("user__first_name", "user__last_name", "pk")
+    services = list(Service.objects.filter(is_active=True).order_by("name"))
+    return list(profiles), services
+
+
+def contact_previous_conversations(
+    *, contact: Contact, exclude: Conversation | None = None, limit: int = 20
+) -> list[Conversation]:
+    """The contact's other conversations, newest first, each with the ``media`` it used (two queries)."""
+    history = [c for c in contact_activity_history(contact=contact, limit=limit + 1) if c != exclude][:limit]
+    media: dict[int, list[str]] = {}
+    rows = (
+        Interaction.objects.filter(conversation__in=[c.pk for c in history])
+        .order_by("conversation_id", "medium")
+        .values_list("conversation_id", "medium")
+        .distinct()
+    )
+    for conversation_id, medium in rows:
+        media.setdefault(conversation_id, []).append(medium)
+    for conversation in history:
+        conversation.media = media.get(conversation.pk, [])
+    return history
+
+
+def attachment_for_user(*, user, attachment_id: int) -> Attachment | None:
+    """The attachment if ``user`` may download it, else None.
+
+    Allowed: the conversation's assigned agent, any agent who had an
+    interaction in it, and supervisors (staff).
+    """
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    attachment = Attachment.objects.select_related("message__conversation").filter(pk=attachment_id).first()
+    if attachment is None:
+        return None
+    conversation = attachment.message.conversation
+    if user.is_staff or conversation.assigned_agent_id == user.pk:
+        return attachment
+    return attachment if agent_worked_on(agent=user, conversation=conversation) else None
+
+
+def agent_worked_on(*, agent, conversation: Conversation) -> bool:
+    """Whether ``agent`` holds or held an interaction of the conversation.
+
+    A transfer moves the interaction row to the next agent, so earlier
+    holders are known from the timeline (answered, took over, transferred)
+    and from the offers they accepted.
+    """
+    held = (
+        TimelineEntry.Kind.INTERACTION_ANSWERED,
+        TimelineEntry.Kind.ASSIGNED,
+        TimelineEntry.Kind.TRANSFERRED,
+    )
+    return (
+        Interaction.objects.filter(conversation=conversation, agent=agent).exists()
+        or TimelineEntry.objects.filter(conversation=conversation, actor=agent, kind__in=held).exists()
+        or Offer.objects.filter(
+            interaction__conversation=conversation, agent=agent, state=Offer.State.ACCEPTED
+        ).exists()
+    )
+
+
+def conversation_record(*, conversation_uuid) -> Conversation | None:
+    """Any conversation by its public id, with what its record page shows."""
+    return (
+        Conversation.objects.select_related("contact", "service", "assigned_agent", "disposition")
+        .filter(uuid=conversation_uuid)
+        .first()
+    )
+
+
+def conversation_timeline_after(*, conversation: Conversation, after_id: int, limit: int) -> list[TimelineEntry]:
+    """Entries with id above ``after_id``, in the order they were recorded (keyset by id)."""
+    return list(
+        TimelineEntry.objects.filter(conversation=conversation, id__gt=after_id)
+        .select_related("message__author_agent", "note__author", "interaction", "actor")
+        .prefetch_related("message__attachments")
+        .order_by("id")[:limit]
+    )
+
+
+def conversation_media(*, conversation: Conversation) -> list[str]:
+    return list(conversation.interactions.order_by("medium").values_list("medium", flat=True).distinct())

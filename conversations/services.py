@@ -130,6 +130,8 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
     interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
     if not interaction.is_live:
         return interaction
+    # Only work the agent actually held needs wrap-up; a transferred chat still on offer was answered by someone else.
+    handled = interaction.state in (Interaction.State.ACTIVE, Interaction.State.ON_HOLD)
     if interaction.answered_at is None:
         interaction.state = Interaction.State.ABANDONED if reason == "customer_left" else Interaction.State.MISSED
     else:
@@ -143,7 +145,7 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
         offer.save(update_fields=["state", "responded_at"])
         events.agent_offers_changed(user_id=offer.agent_id)
     if interaction.agent_id is not None:
-        _agent_released(interaction)
+        _agent_released(interaction, wrapup=handled)
     _entry(
         interaction.conversation,
         TimelineEntry.Kind.INTERACTION_ENDED,
@@ -154,7 +156,7 @@ def interaction_end(*, interaction: Interaction, reason: str = "", actor=None) -
     return interaction
 
 
-def _agent_released(interaction: Interaction) -> None:
+def _agent_released(interaction: Interaction, *, wrapup: bool) -> None:
     """The agent's share of this interaction is free again: wrap-up or Ready, and route."""
     # Imported here: routing builds on this module.
     from conversations.routing import route_all_on_commit
@@ -162,7 +164,7 @@ def _agent_released(interaction: Interaction) -> None:
     service = interaction.service
     agent_work_ended(
         user=interaction.agent,
-        wrapup=interaction.answered_at is not None,
+        wrapup=wrapup,
         wrapup_seconds=service.wrapup_seconds if service else 0,
     )
     events.agent_conversations_changed(user_id=interaction.agent_id)

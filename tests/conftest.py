@@ -134,3 +134,17 @@ def pytest_sessionfinish(session, exitstatus):
 
     if os.environ.get("PARLEY_TEST_RUN") == str(os.getpid()):
         shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own channel layer object.
+
+    The layer is cached per process while each async test runs on its own
+    event loop, and channels_redis keeps loop-bound state on it.
+    """
+    from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    yield
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0002_system_reasons'),
+        ("agents", "0002_system_reasons"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agentprofile',
-            name='acw_until',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='wrap-up ends'),
+            model_name="agentprofile",
+            name="acw_until",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="wrap-up ends"),
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from agents.models import AgentProfile, AgentState
+from agents.services import agent_work_started
 from channels_app.webchat.models import ChatSession
 from contacts.models import Contact, ContactPoint
 from contacts.normalize import normalize_email, normalize_phone
@@ -87,7 +90,7 @@ def visitor_from_token(token: str | None) -> uuid.UUID | None:
 
 def prechat_clean(*, service: Service, data: dict) -> dict[str, str]:
     """Validate the pre-chat form against the service's field settings."""
-    modes = {**{name: "off" for name in PRECHAT_FIELDS}, **(service.prechat_fields or {})}
+    modes = {**dict.fromkeys(PRECHAT_FIELDS, "off"), **(service.prechat_fields or {})}
     cleaned: dict[str, str] = {}
     errors: dict[str, str] = {}
     for name in PRECHAT_FIELDS:
@@ -137,11 +140,9 @@ def _recognise(*, visitor_id: uuid.UUID, fields: dict[str, str]) -> Contact:
     extra = [(ContactPoint.Kind.WEBCHAT, str(visitor_id))]
     extra += [(ContactPoint.Kind.PHONE, fields["phone"])] if fields.get("phone") else []
     for point_kind, point_value in extra:
-        try:
+        # An address that belongs to another contact stays there; merging is the contacts section's job.
+        with contextlib.suppress(IntegrityError):
             contact_point_add(contact=contact, kind=point_kind, value=point_value)
-        except IntegrityError:
-            # The address belongs to another contact; merging is the contacts section's job.
-            pass
     return contact
 
 
@@ -155,10 +156,14 @@ def chat_start(*, service: Service, data: dict, visitor: str | None = None) -> C
     contact = _recognise(visitor_id=visitor_id, fields=fields)
     conversation, _opened = conversation_open(contact=contact, service=service)
     live_chat = conversation.interactions.live().filter(medium=Medium.CHAT).first()
-    if live_chat is not None and hasattr(live_chat, "chat_session"):
-        # The same customer in a second tab: that chat continues.
+    if live_chat is not None and hasattr(live_chat, "chat_session") and live_chat.chat_session.visitor_id == visitor_id:
+        # The same customer in a second tab: that chat continues. Only for the same browser (visitor
+        # token): an email typed into the form must not hand over someone else's live chat.
         return live_chat.chat_session
     agent = conversation.assigned_agent
+    if agent is not None and not AgentProfile.objects.filter(user=agent).exclude(state=AgentState.LOGGED_OUT).exists():
+        # Nobody would answer: the chat is queued, and whoever accepts it takes the conversation over.
+        agent = None
     if agent is not None:
         # The agent already serving this contact's conversation takes the chat too.
         interaction = interaction_start(
@@ -170,6 +175,7 @@ def chat_start(*, service: Service, data: dict, visitor: str | None = None) -> C
             state=Interaction.State.ACTIVE,
         )
         events.agent_conversations_changed(user_id=agent.pk)
+        agent_work_started(user=agent)
     else:
         interaction = interaction_start(
             conversation=conversation, medium=Medium.CHAT, direction=Direction.INBOUND, service=service
@@ -285,6 +291,8 @@ def chat_attachment_send(
 ) -> Message:
     """Send a file in the chat as its own message."""
     content_type = attachment_check(upload)
+    # Re-read under lock: the caller's copy may predate the chat ending (message_record accepts inbound items then).
+    interaction = Interaction.objects.select_for_update().get(pk=interaction.pk)
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     filename = (upload.name or "file").replace("/", "_").replace("\\", "_")[-200:]
@@ -299,6 +307,17 @@ def chat_attachment_send(
     attachment = Attachment(message=message, filename=filename, content_type=content_type, size=upload.size)
     attachment.file.save(filename, upload, save=False)
     attachment.save()
+    now = timezone.now()
+    if author_kind == Message.Author.CUSTOMER:
+        # Sending a file is activity too: it must not end the chat for inactivity.
+        ChatSession.objects.filter(interaction=interaction).update(
+            last_customer_activity_at=now, inactivity_warned_at=None
+        )
+        Conversation.objects.filter(pk=interaction.conversation_id, customer_waiting_since__isnull=True).update(
+            customer_waiting_since=now
+        )
+    else:
+        Conversation.objects.filter(pk=interaction.conversation_id).update(customer_waiting_since=None)
     return message
 
 

@@ -11,7 +11,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import AgentProfile, AgentState, AgentStateLog, NotReadyReason
-from agents.services import agent_login, agent_logout, agent_profile_ensure, agent_state_set
+from agents.services import (
+    agent_acw_end,
+    agent_login,
+    agent_logout,
+    agent_profile_ensure,
+    agent_state_set,
+    agent_work_ended,
+    agent_work_started,
+    agents_acw_expire_due,
+)
 from conversations.models import Interaction
 from core import realtime
 from tests.factories import AgentFactory, InteractionFactory, NotReadyReasonFactory, UserFactory
@@ -329,3 +338,260 @@ def test_state_log_row_cannot_end_before_it_started(agent):
         AgentStateLog.objects.create(
             agent=agent, state=AgentState.READY, started_at=now, ended_at=now - timedelta(seconds=1)
         )
+
+
+# --- Ready while holding work, and the work cycle -----------------------------------------------------------
+
+
+@pytest.fixture
+def acw_timers(monkeypatch) -> list[tuple[tuple, int]]:
+    """The end-of-wrap-up task is recorded instead of sent to the broker."""
+    calls: list[tuple[tuple, int]] = []
+    monkeypatch.setattr(
+        "agents.tasks.agent_acw_expire.apply_async",
+        lambda args=None, countdown=None, **kwargs: calls.append((tuple(args), countdown)),
+    )
+    return calls
+
+
+def _end(interaction: Interaction) -> None:
+    Interaction.objects.filter(pk=interaction.pk).update(state=Interaction.State.ENDED, ended_at=timezone.now())
+
+
+def test_choosing_ready_while_holding_live_work_makes_the_agent_busy(agent, break_reason):
+    agent_state_set(agent=agent, state=AgentState.NOT_READY, reason=break_reason)
+    _live_interaction(agent)
+
+    agent_state_set(agent=agent, state=AgentState.READY, changed_by=agent.user)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.not_ready_reason) == (AgentState.BUSY, None)
+    assert _open_log(agent).state == AgentState.BUSY
+
+
+@pytest.mark.parametrize("state", [Interaction.State.OFFERED, Interaction.State.ON_HOLD])
+def test_an_offer_or_a_held_call_also_counts_as_live_work(agent, break_reason, state):
+    agent_state_set(agent=agent, state=AgentState.NOT_READY, reason=break_reason)
+    _live_interaction(agent, state=state)
+
+    agent_state_set(agent=agent, state=AgentState.READY)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.BUSY
+
+
+def test_choosing_ready_with_only_ended_work_is_ready(agent, break_reason):
+    agent_state_set(agent=agent, state=AgentState.NOT_READY, reason=break_reason)
+    _end(_live_interaction(agent))
+
+    agent_state_set(agent=agent, state=AgentState.READY)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY
+
+
+def test_choosing_ready_while_busy_changes_nothing(agent):
+    _live_interaction(agent)
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent_state_set(agent=agent, state=AgentState.READY, changed_by=agent.user)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.BUSY
+    assert AgentStateLog.objects.filter(agent=agent).count() == 1
+
+
+def test_the_system_may_set_ready_despite_live_work(agent):
+    _live_interaction(agent)
+
+    agent_state_set(agent=agent, state=AgentState.READY, by_system=True)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY
+
+
+def test_going_busy_from_ready_keeps_the_last_offer_time_for_routing(agent):
+    agent_state_set(agent=agent, state=AgentState.READY)
+    offered_at = timezone.now() - timedelta(minutes=3)
+    AgentProfile.objects.filter(pk=agent.pk).update(idle_since=offered_at)
+
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.idle_since) == (AgentState.BUSY, offered_at)
+
+
+def test_work_started_makes_a_ready_agent_busy(agent):
+    agent_state_set(agent=agent, state=AgentState.READY)
+
+    agent_work_started(user=agent.user)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.BUSY
+    assert _open_log(agent).changed_by == agent.user
+
+
+@pytest.mark.parametrize(
+    "state", [AgentState.NOT_READY, AgentState.AFTER_CALL_WORK, AgentState.BUSY, AgentState.LOGGED_OUT]
+)
+def test_work_started_leaves_other_states_alone(agent, state):
+    agent_state_set(agent=agent, state=state, by_system=True)
+
+    agent_work_started(user=agent.user)
+
+    agent.refresh_from_db()
+    assert agent.state == state
+
+
+def test_work_started_and_ended_for_a_user_without_agent_profile_do_nothing(plain_user):
+    agent_work_started(user=plain_user)
+    agent_work_ended(user=plain_user, wrapup_seconds=30)
+
+    assert not AgentProfile.objects.exists()
+
+
+def test_work_ended_without_wrapup_makes_a_busy_agent_ready(agent, acw_timers):
+    _end(_live_interaction(agent))
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent_work_ended(user=agent.user, wrapup_seconds=0)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.acw_until) == (AgentState.READY, None)
+    assert agent.idle_since == agent.state_since
+    assert acw_timers == []
+
+
+def test_work_ended_with_wrapup_starts_after_call_work_with_its_timer(
+    agent, acw_timers, django_capture_on_commit_callbacks
+):
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+    before = timezone.now()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_work_ended(user=agent.user, wrapup_seconds=90)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.AFTER_CALL_WORK
+    assert before + timedelta(seconds=90) <= agent.acw_until <= timezone.now() + timedelta(seconds=90)
+    assert agent.idle_since is None
+    assert acw_timers == [((agent.pk,), 90)]
+
+
+def test_work_ended_without_an_answer_needs_no_wrapup(agent, acw_timers):
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent_work_ended(user=agent.user, wrapup=False, wrapup_seconds=90)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY
+
+
+def test_work_ended_while_other_work_is_live_keeps_the_agent_busy(agent, acw_timers):
+    _live_interaction(agent)
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent_work_ended(user=agent.user, wrapup_seconds=90)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.BUSY
+
+
+@pytest.mark.parametrize("state", [AgentState.NOT_READY, AgentState.LOGGED_OUT, AgentState.AFTER_CALL_WORK])
+def test_work_ended_keeps_a_state_the_agent_chose(agent, break_reason, acw_timers, state):
+    reason = break_reason if state == AgentState.NOT_READY else None
+    agent_state_set(agent=agent, state=state, reason=reason, by_system=True)
+    log_rows = AgentStateLog.objects.filter(agent=agent).count()
+
+    agent_work_ended(user=agent.user, wrapup_seconds=90)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.not_ready_reason) == (state, reason)
+    assert AgentStateLog.objects.filter(agent=agent).count() == log_rows
+    assert acw_timers == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_ended_outside_a_transaction_locks_safely(acw_timers):
+    """A task or a view may call it in autocommit mode; PostgreSQL refuses FOR UPDATE outside a transaction."""
+    agent = AgentFactory()
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+
+    agent_work_ended(user=agent.user, wrapup_seconds=0)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY
+
+
+def _in_acw(agent: AgentProfile, *, due_in: timedelta) -> AgentProfile:
+    return agent_state_set(
+        agent=agent, state=AgentState.AFTER_CALL_WORK, by_system=True, acw_until=timezone.now() + due_in
+    )
+
+
+def test_acw_end_by_the_agent_returns_to_ready(agent):
+    _in_acw(agent, due_in=timedelta(seconds=60))
+
+    agent_acw_end(agent=agent, changed_by=agent.user)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.acw_until) == (AgentState.READY, None)
+    assert _open_log(agent).changed_by == agent.user
+
+
+def test_acw_end_with_live_work_returns_to_busy(agent):
+    _in_acw(agent, due_in=timedelta(seconds=60))
+    # The customer came back while the agent was wrapping up.
+    _live_interaction(agent)
+
+    agent_acw_end(agent=agent)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.BUSY
+
+
+def test_acw_end_by_timer_waits_until_it_is_due(agent):
+    _in_acw(agent, due_in=timedelta(seconds=60))
+
+    agent_acw_end(agent=agent, only_if_due=True)
+    agent.refresh_from_db()
+    assert agent.state == AgentState.AFTER_CALL_WORK
+
+    AgentProfile.objects.filter(pk=agent.pk).update(acw_until=timezone.now() - timedelta(seconds=1))
+    agent_acw_end(agent=agent, only_if_due=True)
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY
+
+
+def test_acw_end_outside_after_call_work_changes_nothing(agent, break_reason):
+    agent_state_set(agent=agent, state=AgentState.NOT_READY, reason=break_reason)
+
+    agent_acw_end(agent=agent)
+
+    agent.refresh_from_db()
+    assert (agent.state, agent.not_ready_reason) == (AgentState.NOT_READY, break_reason)
+
+
+def test_acw_expire_due_ends_only_overdue_wrapup(agent, other_agent, break_reason):
+    _in_acw(agent, due_in=-timedelta(seconds=1))
+    _in_acw(other_agent, due_in=timedelta(seconds=60))
+    third = AgentFactory()
+    agent_state_set(agent=third, state=AgentState.NOT_READY, reason=break_reason)
+
+    assert agents_acw_expire_due() == 1
+
+    profiles = AgentProfile.objects.filter(pk__in=[agent.pk, other_agent.pk, third.pk]).order_by("pk")
+    states = list(profiles.values_list("state", flat=True))
+    assert states == [AgentState.READY, AgentState.AFTER_CALL_WORK, AgentState.NOT_READY]
+
+
+def test_acw_expire_task_ends_due_wrapup(agent):
+    from agents.tasks import agent_acw_expire
+
+    _in_acw(agent, due_in=-timedelta(seconds=1))
+
+    agent_acw_expire(agent.pk)
+    agent_acw_expire(999999)
+
+    agent.refresh_from_db()
+    assert agent.state == AgentState.READY

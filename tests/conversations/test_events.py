@@ -10,13 +10,14 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import AgentState
+from agents.models import AgentProfile, AgentState
 from agents.services import agent_state_set
-from conversations.models import Direction, Interaction, Message, TimelineEntry
+from conversations.models import Direction, Interaction, Message, Offer, TimelineEntry
+from conversations.routing import offer_accept, route_next
 from conversations.services import DuplicateMessage, conversation_close, interaction_answer, message_record
 from core import realtime
-from core.groups import agent_group, conversation_group
-from tests.factories import InteractionFactory, ServiceFactory
+from core.groups import agent_group, conversation_group, service_group
+from tests.factories import AgentFactory, InteractionFactory, ServiceFactory
 
 
 class RecordingLayer:
@@ -36,11 +37,34 @@ def published(monkeypatch) -> list[tuple[str, dict]]:
     return layer.sent
 
 
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch):
+    """Offer and wrap-up timers are Celery tasks scheduled on commit; they are not events."""
+    monkeypatch.setattr("conversations.tasks.offer_expire.apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr("agents.tasks.agent_acw_expire.apply_async", lambda *args, **kwargs: None)
+
+
 def _timeline_event(conversation, entry: TimelineEntry) -> tuple[str, dict]:
     return (
         f"conversation.{conversation.uuid}",
         {"type": "conversation.timeline", "conversation": str(conversation.uuid), "entry_id": entry.pk},
     )
+
+
+def _to_conversation_and_agent(event: tuple[str, dict], agent_id: int) -> list[tuple[str, dict]]:
+    """A conversation event goes to the conversation's group, then to its agent's group."""
+    return [event, (agent_group(agent_id), event[1])]
+
+
+def _changed(conversation) -> tuple[str, dict]:
+    return (
+        conversation_group(conversation.uuid),
+        {"type": "conversation.changed", "conversation": str(conversation.uuid)},
+    )
+
+
+def _agent_event(kind: str, user_id: int) -> tuple[str, dict]:
+    return (agent_group(user_id), {"type": f"agent.{kind}", "user_id": user_id})
 
 
 def _record_inbound(interaction: Interaction, provider_message_id: str | None = None) -> Message:
@@ -150,11 +174,14 @@ def test_answering_publishes_change_and_timeline_events(agent, published, django
 
     conversation = interaction.conversation
     entry = conversation.timeline.get(kind=TimelineEntry.Kind.INTERACTION_ANSWERED)
-    group = conversation_group(conversation.uuid)
     assert published == [
-        (group, {"type": "conversation.changed", "conversation": str(conversation.uuid)}),
-        _timeline_event(conversation, entry),
+        *_to_conversation_and_agent(_changed(conversation), agent.user_id),
+        *_to_conversation_and_agent(_timeline_event(conversation, entry), agent.user_id),
     ]
+    assert [group for group, _event in published] == [
+        conversation_group(conversation.uuid),
+        agent_group(agent.user_id),
+    ] * 2
 
 
 @pytest.mark.django_db
@@ -175,6 +202,136 @@ def test_closing_publishes_entries_then_the_change(published, django_capture_on_
             {"type": "conversation.changed", "conversation": str(conversation.uuid)},
         ),
     ]
+
+
+@pytest.mark.django_db
+def test_closing_an_assigned_conversation_tells_the_agent_too(agent, published, django_capture_on_commit_callbacks):
+    service = ServiceFactory(wrapup_seconds=0)
+    interaction = InteractionFactory(service=service)
+    interaction_answer(interaction=interaction, agent=agent.user)
+    agent_state_set(agent=agent, state=AgentState.BUSY, by_system=True)
+    conversation = interaction.conversation
+    user_id = agent.user_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_close(conversation=conversation, closed_by=agent.user)
+        assert published == []
+
+    ended = conversation.timeline.get(kind=TimelineEntry.Kind.INTERACTION_ENDED)
+    closed = conversation.timeline.get(kind=TimelineEntry.Kind.CLOSED)
+    assert published == [
+        # The agent's last interaction ended without wrap-up: Ready again.
+        _agent_event("state", user_id),
+        _agent_event("conversations", user_id),
+        *_to_conversation_and_agent(_timeline_event(conversation, ended), user_id),
+        *_to_conversation_and_agent(_timeline_event(conversation, closed), user_id),
+        *_to_conversation_and_agent(_changed(conversation), user_id),
+        _agent_event("conversations", user_id),
+    ]
+
+
+@pytest.mark.django_db
+def test_closing_rolled_back_publishes_nothing(agent, published, django_capture_on_commit_callbacks):
+    interaction = InteractionFactory(service=ServiceFactory())
+    interaction_answer(interaction=interaction, agent=agent.user)
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        conversation_close(conversation=interaction.conversation, closed_by=agent.user)
+        raise RuntimeError("the view failed after closing")
+
+    assert callbacks == []
+    assert published == []
+    interaction.conversation.refresh_from_db()
+    assert interaction.conversation.is_open
+
+
+# --- routing ---------------------------------------------------------------------------------------------
+
+
+def _ready_agent_for(service) -> AgentProfile:
+    profile = AgentFactory()
+    profile.services.add(service)
+    agent_state_set(agent=profile, state=AgentState.READY)
+    return profile
+
+
+@pytest.mark.django_db
+def test_an_offer_tells_the_agent_the_queue_and_the_conversation(published, django_capture_on_commit_callbacks):
+    service = ServiceFactory()
+    profile = _ready_agent_for(service)
+    interaction = InteractionFactory(service=service)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        route_next(service=service)
+        assert published == []
+
+    assert published == [
+        _agent_event("offers", profile.user_id),
+        (service_group(service.pk), {"type": "service.queue", "service_id": service.pk}),
+        # Nobody is assigned yet: the conversation's own group only.
+        _changed(interaction.conversation),
+    ]
+
+
+@pytest.mark.django_db
+def test_accepting_an_offer_publishes_assignment_state_offers_and_queue(published, django_capture_on_commit_callbacks):
+    service = ServiceFactory()
+    profile = _ready_agent_for(service)
+    interaction = InteractionFactory(service=service)
+    offer = route_next(service=service)
+    user_id = profile.user_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=offer.pk, agent_user=profile.user)
+        assert published == []
+
+    conversation = interaction.conversation
+    answered = conversation.timeline.get(kind=TimelineEntry.Kind.INTERACTION_ANSWERED)
+    assert published == [
+        *_to_conversation_and_agent(_changed(conversation), user_id),
+        *_to_conversation_and_agent(_timeline_event(conversation, answered), user_id),
+        _agent_event("state", user_id),
+        _agent_event("offers", user_id),
+        _agent_event("conversations", user_id),
+        (service_group(service.pk), {"type": "service.queue", "service_id": service.pk}),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_refused_accept_publishes_nothing(other_agent, published, django_capture_on_commit_callbacks):
+    service = ServiceFactory()
+    _ready_agent_for(service)
+    InteractionFactory(service=service)
+    offer = route_next(service=service)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError):
+        offer_accept(offer_id=offer.pk, agent_user=other_agent.user)
+
+    assert callbacks == []
+    assert published == []
+
+
+@pytest.mark.django_db
+def test_routing_rolled_back_publishes_nothing(published, django_capture_on_commit_callbacks):
+    service = ServiceFactory()
+    _ready_agent_for(service)
+    InteractionFactory(service=service)
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        route_next(service=service)
+        raise RuntimeError("rolled back")
+
+    assert callbacks == []
+    assert published == []
+    assert not Offer.objects.exists()
 
 
 # --- agent state -----------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from agents.services import agent_profile_ensure
 from contacts.models import Contact, ContactPoint
 from contacts.services import contact_identify, contact_point_add
 from conversations.models import (
+    CannedResponse,
     Conversation,
     Direction,
     Disposition,
@@ -95,6 +96,14 @@ DEMO_REASONS: tuple[tuple[str, str], ...] = (
     ("meeting", "Meeting"),
 )
 
+# Shared canned responses (owner empty): (shortcut, title, body).
+DEMO_CANNED: tuple[tuple[str, str, str], ...] = (
+    ("hello", "Greeting", "Hello {first_name}, thank you for contacting us. How can I help you today?"),
+    ("moment", "One moment", "Thank you, {first_name}. Please give me a moment while I check this for you."),
+    ("booking", "Booking reference", "Could you please tell me your booking reference? It has six letters and digits."),
+    ("bye", "Goodbye", "Thank you for chatting with us, {first_name} {last_name}. Have a good day!"),
+)
+
 
 @dataclass
 class Cast:
@@ -111,6 +120,7 @@ class Tally:
     services: int = 0
     dispositions: int = 0
     reasons: int = 0
+    canned: int = 0
     contacts: int = 0
     conversations: int = 0
 
@@ -120,6 +130,7 @@ class Tally:
             (self.services, "services"),
             (self.dispositions, "dispositions"),
             (self.reasons, "Not Ready reasons"),
+            (self.canned, "canned responses"),
             (self.contacts, "contacts"),
             (self.conversations, "conversations"),
         ]
@@ -647,6 +658,7 @@ class Command(BaseCommand):
             self._seed_dispositions(cast, tally)
             self._seed_services(cast, tally)
             self._seed_reasons(tally)
+            self._seed_canned(tally)
             self._seed_users(cast, tally)
             self._seed_contacts(cast, tally)
         self._report(tally, port=port)
@@ -672,6 +684,13 @@ class Command(BaseCommand):
                 code=code, defaults={"name": name, "position": position, "is_system": False}
             )
             tally.reasons += created
+
+    def _seed_canned(self, tally: Tally) -> None:
+        for shortcut, title, body in DEMO_CANNED:
+            _canned, created = CannedResponse.objects.get_or_create(
+                owner=None, shortcut=shortcut, defaults={"title": title, "body": body}
+            )
+            tally.canned += created
 
     def _seed_users(self, cast: Cast, tally: Tally) -> None:
         user_model = get_user_model()
