@@ -148,3 +148,13 @@ def fresh_channel_layer():
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
     yield
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """A request with Accept-Language: de leaves German active in the thread; no test inherits it."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

@@ -11,7 +11,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from agents.models import AgentProfile, AgentState
@@ -387,7 +387,10 @@ def chat_end(*, session: ChatSession | None = None, interaction: Interaction | N
 
         conversation.refresh_from_db()
         if conversation.is_open and conversation.assigned_agent_id is None:
-            conversation_close(conversation=conversation, notes=_("Customer left before an agent answered."))
+            # Stored text is read by everyone later: written in the site's language, not the request's.
+            with translation.override(settings.LANGUAGE_CODE):
+                notes = _("Customer left before an agent answered.")
+            conversation_close(conversation=conversation, notes=notes)
     return ended
 
 
