@@ -22,7 +22,7 @@ class StateChoiceForm(forms.Form):
         choices = [(AgentState.READY.value, AgentState.READY.label)]
         if self.reasons:
             choices += [
-                (f"{AgentState.NOT_READY.value}.{reason.code}", _("Not Ready: %(reason)s") % {"reason": reason.name})
+                (f"{AgentState.NOT_READY.value}.{reason.code}", _("Not Ready: %(reason)s") % {"reason": reason.label})
                 for reason in self.reasons
             ]
         else:

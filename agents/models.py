@@ -29,7 +29,23 @@ class NotReadyReason(models.Model):
         ordering = ["position", "name"]
 
     def __str__(self) -> str:
-        return self.name
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """The name to show; system reasons are named by Parley, in the reader's language."""
+        return str(SYSTEM_REASON_LABELS.get(self.code, self.name)) if self.is_system else self.name
+
+    @classmethod
+    def missed(cls) -> NotReadyReason:
+        """The system reason for an unanswered offer (re-created if someone deleted it)."""
+        reason, _created = cls.objects.get_or_create(
+            code=cls.MISSED, defaults={"name": "Missed offer", "is_system": True, "is_active": True, "position": 999}
+        )
+        return reason
+
+
+SYSTEM_REASON_LABELS = {NotReadyReason.MISSED: _("Missed offer")}
 
 
 class AgentState(models.TextChoices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from core import realtime  # noqa: E402
 
 http_app = django_asgi_app
 if settings.SERVE_STATIC:
@@ -23,10 +25,26 @@ if settings.SERVE_STATIC:
 
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": http_app,
         # A missing or foreign Origin is refused before any consumer runs.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+class Application:
+    """The router, plus the relay of Celery workers' events when the layer is in-memory."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.relay = None
+
+    async def __call__(self, scope, receive, send):
+        if self.relay is None and settings.EVENT_RELAY and realtime.layer_is_in_memory():
+            self.relay = asyncio.get_running_loop().create_task(realtime.relay_events())
+        return await self.app(scope, receive, send)
+
+
+application = Application(router)

@@ -119,6 +119,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# With the in-memory layer, the web process forwards Celery workers' events (core.realtime).
+EVENT_RELAY = env.bool("PARLEY_EVENT_RELAY", default=True)
+
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if REDIS_URL:

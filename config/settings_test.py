@@ -17,6 +17,9 @@ os.environ.setdefault(
 )
 os.environ.setdefault("CELERY_QUEUE", f"parley-test-{_RUN}")
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"parley-test-{_RUN}")
+# In-process consumer tests run each on their own event loop: no relay task there.
+# The daphne subprocesses of browser tests turn it on (tests/live.py).
+os.environ.setdefault("PARLEY_EVENT_RELAY", "0")
 
 from config.settings import *  # noqa: E402, F403
 from config.settings import DATABASES, VAR_DIR  # noqa: E402

@@ -244,7 +244,7 @@ def _expire(offer: Offer) -> None:
     _requeue(offer, Offer.State.EXPIRED)
     profile = AgentProfile.objects.filter(user_id=offer.agent_id).first()
     if profile is not None and profile.state in ROUTABLE_STATES:
-        missed = NotReadyReason.objects.get(code=NotReadyReason.MISSED)
+        missed = NotReadyReason.missed()
         agent_state_set(agent=profile, state=AgentState.NOT_READY, reason=missed, by_system=True)
 
 

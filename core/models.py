@@ -60,3 +60,24 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}#{self.object_id}"
+
+
+class RelayedEvent(models.Model):
+    """An event a Celery worker published while the channel layer is in-memory (the embedded default).
+
+    The in-memory layer lives inside one process, so a worker's events would
+    never reach the web process. The worker writes them here instead and the
+    web process forwards them to its layer (``core.realtime.relay_events``).
+    """
+
+    group = models.CharField(max_length=200)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("relayed event")
+        verbose_name_plural = _("relayed events")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.group}: {self.payload.get('type', '')}"

@@ -3,21 +3,44 @@
 Events carry a type and ids only, never HTML or unsaved data: a consumer loads
 the rows itself. The database is the source of truth; if the layer is down
 the event is lost, and clients re-sync from the database when they reconnect.
+
+With the in-memory layer (no ``REDIS_URL``) a Celery worker cannot reach the
+web process's layer, so worker processes write their events to
+``RelayedEvent`` and the web process forwards them (``relay_events``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+# Set in Celery worker processes when the layer is in-memory (config/celery.py).
+RELAY_THROUGH_DATABASE = False
+RELAY_POLL_SECONDS = 0.2
+
+
+def layer_is_in_memory() -> bool:
+    return settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
 
 def _send(group: str, event: dict[str, Any]) -> None:
+    if RELAY_THROUGH_DATABASE:
+        from core.models import RelayedEvent
+
+        try:
+            RelayedEvent.objects.create(group=group, payload=event)
+        except Exception as exc:
+            logger.warning("could not relay event to %s: %r", group, exc)
+        return
     layer = get_channel_layer()
     if layer is None:
         return
@@ -36,3 +59,53 @@ def publish_on_commit(group: str, event: dict[str, Any]) -> None:
 def publish_now(group: str, event: dict[str, Any]) -> None:
     """Send at once, for ephemeral signals that are never stored (typing)."""
     _send(group, event)
+
+
+# --- the web process's side of the relay -------------------------------------------------
+
+
+def _relayed_after(last_id: int) -> list[tuple[int, str, dict]]:
+    from core.models import RelayedEvent
+
+    rows = RelayedEvent.objects.filter(id__gt=last_id).order_by("id").values_list("id", "group", "payload")[:500]
+    return list(rows)
+
+
+def _relayed_forget(upto_id: int) -> None:
+    from core.models import RelayedEvent
+
+    RelayedEvent.objects.filter(id__lte=upto_id).delete()
+
+
+def _relayed_last_id() -> int:
+    from core.models import RelayedEvent
+
+    return RelayedEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+async def relay_once(last_id: int) -> int:
+    """Forward relayed events after ``last_id`` to this process's layer; returns the new last id."""
+    rows = await database_sync_to_async(_relayed_after)(last_id)
+    if not rows:
+        return last_id
+    layer = get_channel_layer()
+    for row_id, group, payload in rows:
+        try:
+            await layer.group_send(group, payload)
+        except Exception as exc:
+            logger.warning("relayed send to %s failed: %r", group, exc)
+        last_id = row_id
+    await database_sync_to_async(_relayed_forget)(last_id)
+    return last_id
+
+
+async def relay_events() -> None:
+    """Run in the web process for as long as it lives (embedded default only)."""
+    # Events older than this process went to clients that have since re-synced.
+    last_id = await database_sync_to_async(_relayed_last_id)()
+    while True:
+        try:
+            last_id = await relay_once(last_id)
+        except Exception as exc:
+            logger.warning("event relay: %r", exc)
+        await asyncio.sleep(RELAY_POLL_SECONDS)

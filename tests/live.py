@@ -46,6 +46,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings_test",
         DATABASE_URL=test_database_url(),
         PYTHONUNBUFFERED="1",
+        PARLEY_EVENT_RELAY="1",
     )
     env.update(extra)
     return env
