@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from conversations.models import Disposition, Service
+from conversations.models import CannedResponse, Disposition, Service
 
 CHANNEL_CHAT = "chat"
 CHANNEL_NOTE = "note"
@@ -83,3 +83,23 @@ class TransferForm(forms.Form):
 
 class AttachmentForm(forms.Form):
     file = forms.FileField(label=_("Attach a file"))
+
+
+class CannedResponseForm(forms.ModelForm):
+    """An agent's own canned response; the shortcut is unique among their own."""
+
+    class Meta:
+        model = CannedResponse
+        fields = ["shortcut", "title", "body"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 4})}
+
+    def __init__(self, *args, owner, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    def clean_shortcut(self) -> str:
+        shortcut = self.cleaned_data["shortcut"]
+        taken = CannedResponse.objects.filter(owner=self.owner, shortcut=shortcut).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(_("You already have a canned response with this shortcut."))
+        return shortcut

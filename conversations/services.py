@@ -12,6 +12,7 @@ from contacts.models import Contact
 from contacts.services import contact_identify, contact_touch
 from conversations import events
 from conversations.models import (
+    CannedResponse,
     Conversation,
     Direction,
     Disposition,
@@ -313,3 +314,17 @@ def inbound_contact_receive(
             return live
         _entry(conversation, TimelineEntry.Kind.JOINED, data={"medium": medium})
     return interaction_start(conversation=conversation, medium=medium, direction=Direction.INBOUND, service=service)
+
+
+def canned_response_save(*, owner, form) -> CannedResponse:
+    """Store an agent's own canned response from a valid ``CannedResponseForm``."""
+    response = form.save(commit=False)
+    response.owner = owner
+    response.save()
+    return response
+
+
+def canned_response_delete(*, owner, response_id: int) -> bool:
+    """Delete one of the agent's own canned responses; shared ones are the admins'."""
+    deleted, _rows = CannedResponse.objects.filter(pk=response_id, owner=owner).delete()
+    return bool(deleted)

@@ -21,5 +21,7 @@ urlpatterns = [
     path("offers/<int:offer_id>/reject/", views.offer_reject, name="offer-reject"),
     path("history/<uuid:conversation_uuid>/", views.history_page, name="history"),
     path("canned/", views.canned_search, name="canned"),
+    path("canned/mine/", views.canned_mine, name="canned-mine"),
+    path("canned/mine/<int:response_id>/delete/", views.canned_mine_delete, name="canned-mine-delete"),
     path("attachments/<int:attachment_id>/", views.attachment_download, name="attachment"),
 ]

@@ -29,13 +29,14 @@ from conversations.forms import (
     CHANNEL_CHAT,
     CHANNEL_NOTE,
     AttachmentForm,
+    CannedResponseForm,
     ComposeForm,
     NoteForm,
     TransferForm,
     WrapUpForm,
 )
-from conversations.models import Conversation, Direction, Interaction, Medium, Message, TimelineEntry
-from conversations.services import conversation_close, note_add
+from conversations.models import CannedResponse, Conversation, Direction, Interaction, Medium, Message, TimelineEntry
+from conversations.services import canned_response_delete, canned_response_save, conversation_close, note_add
 
 OFFERS = "conversations/partials/offers.html#offers"
 ACL = "conversations/partials/acl.html#acl"
@@ -522,3 +523,32 @@ def history_page(request: HttpRequest, conversation_uuid) -> HttpResponse:
         history=selectors.contact_previous_conversations(contact=conversation.contact, exclude=conversation),
     )
     return render(request, "conversations/history.html", context)
+
+
+# --- the agent's own canned responses ------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def canned_mine(request: HttpRequest) -> HttpResponse:
+    """List the agent's own canned responses and add one; shared ones are listed read-only."""
+    user = _agent_user(request)
+    form = CannedResponseForm(request.POST or None, owner=user)
+    if request.method == "POST" and form.is_valid():
+        canned_response_save(owner=user, form=form)
+        return redirect("conversations:canned-mine")
+    context = {
+        "form": form,
+        "mine": CannedResponse.objects.filter(owner=user).order_by("shortcut"),
+        "shared": CannedResponse.objects.filter(owner__isnull=True).order_by("shortcut"),
+    }
+    return render(request, "conversations/canned_mine.html", context, status=422 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def canned_mine_delete(request: HttpRequest, response_id: int) -> HttpResponse:
+    user = _agent_user(request)
+    if not canned_response_delete(owner=user, response_id=response_id):
+        raise Http404
+    return redirect("conversations:canned-mine")
