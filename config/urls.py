@@ -9,5 +9,6 @@ urlpatterns = [
     path("", include("core.urls")),
     path("", include("agents.urls")),
     path("desktop/", include("conversations.urls")),
+    path("contacts/", include("contacts.urls")),
     path("chat/", include("channels_app.webchat.urls")),
 ]
