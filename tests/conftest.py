@@ -134,6 +134,32 @@ def pytest_sessionfinish(session, exitstatus):
 
     if os.environ.get("PARLEY_TEST_RUN") == str(os.getpid()):
         shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+        _drop_leftover_postgres_test_database()
+
+
+def _drop_leftover_postgres_test_database() -> None:
+    """A connection a worker thread never closed makes Django's teardown leave the test database behind."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    name = (db.get("TEST") or {}).get("NAME")
+    if db["ENGINE"] != "django.db.backends.postgresql" or not name:
+        return
+    import psycopg
+    from psycopg import sql
+
+    params = {"host": db.get("HOST") or None, "port": db.get("PORT") or None, "user": db.get("USER") or None}
+    if db.get("PASSWORD"):
+        params["password"] = db["PASSWORD"]
+    try:
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        print(f"could not drop leftover test database {name}: {exc}")
 
 
 @pytest.fixture(autouse=True)
