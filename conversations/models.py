@@ -449,7 +449,12 @@ class TimelineEntry(models.Model):
         verbose_name = _("timeline entry")
         verbose_name_plural = _("timeline entries")
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="timeline_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="timeline_idx"),
+            # Keyset by id within a conversation: the history record's pages and the ACL's unread count
+            # (entries after the read marker) read only the rows they need instead of the whole conversation.
+            models.Index(fields=["conversation", "id"], name="timeline_conv_id_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="message", message__isnull=False) | ~Q(kind="message"),
