@@ -160,7 +160,17 @@ CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {"task": "conversations.tasks.routing_sweep", "schedule": ROUTING_SWEEP_SECONDS},
     "acw-sweep": {"task": "agents.tasks.agents_acw_sweep", "schedule": 10.0},
     "webchat-inactivity": {"task": "channels_app.webchat.tasks.chat_inactivity_sweep", "schedule": 15.0},
+    "outbox-sweep": {"task": "conversations.tasks.outbox_sweep", "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=10.0)},
 }
+
+# Outbound SMS/email (conversations.outbox): tries per message, backoff between tries, and how long a
+# worker may hold a message before the sweep presumes it dead and hands the message to another.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=6)
+OUTBOX_BACKOFF_SECONDS = env.float("OUTBOX_BACKOFF_SECONDS", default=5.0)
+OUTBOX_BACKOFF_MAX_SECONDS = env.float("OUTBOX_BACKOFF_MAX_SECONDS", default=300.0)
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=120.0)
+OUTBOX_SWEEP_GRACE_SECONDS = env.float("OUTBOX_SWEEP_GRACE_SECONDS", default=15.0)
+OUTBOX_SWEEP_BATCH = 500
 
 # --- Auth ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

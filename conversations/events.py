@@ -23,6 +23,11 @@ def conversation_timeline_appended(*, conversation_uuid, entry_id: int, agent_id
     _to_conversation(conversation_uuid, agent_id, event)
 
 
+def conversation_entry_changed(*, conversation_uuid, entry_id: int, agent_id: int | None) -> None:
+    """An entry already shown changed (a delivery status): clients replace it in place."""
+    conversation_timeline_appended(conversation_uuid=conversation_uuid, entry_id=entry_id, agent_id=agent_id)
+
+
 def conversation_changed(*, conversation_uuid, agent_id: int | None) -> None:
     event = {"type": "conversation.changed", "conversation": str(conversation_uuid)}
     _to_conversation(conversation_uuid, agent_id, event)

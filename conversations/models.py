@@ -431,6 +431,9 @@ class TimelineEntry(models.Model):
         ASSIGNED = "assigned", _("Assigned")
         TRANSFERRED = "transferred", _("Transferred")
         CLOSED = "closed", _("Conversation closed")
+        # A medium's own event (a call put on hold, an SMS opt-out, ...); ``data["medium"]`` and
+        # ``data["event"]`` name it and the medium's template ``<medium>/timeline_event.html`` shows it.
+        CHANNEL_EVENT = "channel_event", _("Channel event")
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="timeline", verbose_name=_("conversation")
@@ -557,3 +560,51 @@ class CannedResponse(models.Model):
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"
+
+
+class Outbox(models.Model):
+    """One outbound SMS or email waiting for, or handed to, its provider.
+
+    Written in the same transaction as its message, so a message the agent
+    saw accepted is never lost: a task delivers it after commit, and a
+    periodic sweep re-queues rows a dead broker or worker left behind
+    (``conversations.outbox``).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting to be sent")
+        SENDING = "sending", _("Being sent")
+        SENT = "sent", _("Handed to the provider")
+        FAILED = "failed", _("Failed")
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="outbox", verbose_name=_("message"))
+    medium = models.CharField(_("medium"), max_length=10, choices=Medium.choices)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Only the worker holding the current claim may record the result.
+    claim_token = models.UUIDField(_("claim"), null=True, blank=True, editable=False)
+    # Sent with every attempt of one send, so a provider that honours it sends once.
+    idempotency_key = models.UUIDField(_("idempotency key"), default=uuid.uuid4, unique=True, editable=False)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbox entry")
+        verbose_name_plural = _("outbox")
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="outbox_due_idx"),
+            models.Index(fields=["claimed_at"], condition=Q(state="sending"), name="outbox_claimed_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state="sending", claimed_at__isnull=False, claim_token__isnull=False) | ~Q(state="sending"),
+                name="outbox_sending_is_claimed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_medium_display()} #{self.message_id} ({self.get_state_display()})"

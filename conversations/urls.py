@@ -12,6 +12,7 @@ urlpatterns = [
     path("c/<uuid:conversation_uuid>/", views.conversation_page, name="page"),
     path("c/<uuid:conversation_uuid>/timeline/", views.timeline_earlier, name="timeline"),
     path("c/<uuid:conversation_uuid>/send/", views.message_send, name="send"),
+    path("c/<uuid:conversation_uuid>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),
     path("c/<uuid:conversation_uuid>/note/", views.note_create, name="note"),
     path("c/<uuid:conversation_uuid>/attach/", views.attachment_upload, name="attach"),
     path("c/<uuid:conversation_uuid>/end/", views.chat_end_view, name="end"),

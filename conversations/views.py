@@ -24,7 +24,8 @@ from agents.models import AgentProfile
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
 from channels_app.webchat.services import chat_agent_message, chat_attachment_send, chat_end, live_chat_for
-from conversations import routing, selectors
+from conversations import outbox, routing, selectors
+from conversations.channels import composer_channel, composer_channels_for, composer_send
 from conversations.forms import (
     CHANNEL_CHAT,
     CHANNEL_NOTE,
@@ -72,7 +73,19 @@ def workspace_state(*, conversation: Conversation, user) -> dict:
     chat = next((i for i in reversed(live) if i.medium == Medium.CHAT), None)
     chat_active = chat is not None and chat.state == Interaction.State.ACTIVE and chat.agent_id == user.pk
     wrapup = conversation.is_open and not live
-    channels = [CHANNEL_CHAT, CHANNEL_NOTE] if chat_active else [CHANNEL_NOTE]
+    base = dict(ComposeForm.base_fields["channel"].choices)
+    channels = [(CHANNEL_CHAT, base[CHANNEL_CHAT])] if chat_active else []
+    unavailable = []
+    for channel, reason in composer_channels_for(conversation=conversation, user=user):
+        if reason:
+            unavailable.append((channel.medium, channel.label, reason))
+        else:
+            channels.append((channel.medium, channel.label))
+    channels.append((CHANNEL_NOTE, base[CHANNEL_NOTE]))
+    # Write on the medium the customer last used, by default: an SMS conversation answers by SMS.
+    usable = [value for value, _label in channels]
+    default = next((i.medium for i in reversed(live) if i.medium in usable), usable[0])
+    extra = [composer_channel(value) for value in usable if composer_channel(value) is not None]
     can_transfer = any(
         i.agent_id == user.pk and i.state in (Interaction.State.ACTIVE, Interaction.State.ON_HOLD) for i in live
     )
@@ -85,13 +98,22 @@ def workspace_state(*, conversation: Conversation, user) -> dict:
         "live_chat_active": chat_active,
         "can_transfer": can_transfer,
         "wrapup": wrapup,
-        "channels": [
-            (value, label) for value, label in ComposeForm.base_fields["channel"].choices if value in channels
-        ],
-        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "channels": channels,
+        "channels_unavailable": unavailable,
+        "channel_default": default,
+        "channel_fields": [(channel.medium, channel.fields_template) for channel in extra if channel.fields_template],
+        "channel_placeholders": {channel.medium: channel.placeholder for channel in extra},
+        "max_chars": max([settings.CHAT_MAX_MESSAGE_CHARS, *(channel.max_chars for channel in extra)]),
         # The client keeps a region whose key is unchanged, so a draft survives pushes.
         "header_key": "|".join([conversation.status, *(f"{i.medium}:{i.state}" for i in live)]),
-        "composer_key": "|".join([conversation.status, "wrapup" if wrapup else "live", *channels]),
+        "composer_key": "|".join(
+            [
+                conversation.status,
+                "wrapup" if wrapup else "live",
+                *usable,
+                *(f"{medium}!{reason}" for medium, _label, reason in unavailable),
+            ]
+        ),
     }
 
 
@@ -303,6 +325,19 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> FileRespons
 def message_send(request: HttpRequest, conversation_uuid) -> HttpResponse:
     """The composer: a chat message to the customer, or an internal note."""
     user, conversation = _conversation_or_404(request, conversation_uuid)
+    medium = request.POST.get("channel", "")
+    channel = composer_channel(medium)
+    if channel is not None:
+        reason = channel.unavailable_reason(conversation, user) if conversation.is_open else _("The conversation is closed.")
+        if reason:
+            return _composer_error(request, conversation, reason)
+        try:
+            message = composer_send(
+                medium=medium, conversation=conversation, agent_user=user, data=request.POST, files=request.FILES
+            )
+        except ValidationError as exc:
+            return _composer_error(request, conversation, " ".join(exc.messages))
+        return _entry_appended(request, user, conversation, message.entry.pk)
     form = ComposeForm(request.POST)
     if not form.is_valid():
         errors = form.errors.get("text") or form.errors.get("channel") or [_("Write a message first.")]
@@ -353,6 +388,21 @@ def attachment_upload(request: HttpRequest, conversation_uuid) -> HttpResponse:
             author_kind=Message.Author.AGENT,
             agent_user=user,
         )
+    except ValidationError as exc:
+        return _composer_error(request, conversation, " ".join(exc.messages))
+    return _entry_appended(request, user, conversation, message.entry.pk)
+
+
+@login_required
+@require_POST
+def message_retry(request: HttpRequest, conversation_uuid, message_id: int) -> HttpResponse:
+    """Send a failed SMS or email again."""
+    user, conversation = _conversation_or_404(request, conversation_uuid)
+    message = conversation.messages.filter(pk=message_id, direction=Direction.OUTBOUND).first()
+    if message is None:
+        raise Http404(_("No such message in this conversation."))
+    try:
+        outbox.outbox_retry(message=message, actor=user)
     except ValidationError as exc:
         return _composer_error(request, conversation, " ".join(exc.messages))
     return _entry_appended(request, user, conversation, message.entry.pk)

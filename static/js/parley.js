@@ -680,15 +680,27 @@
     var el = evt.target;
     if (el.matches && el.matches("form[data-composer] input[name='channel']")) {
       var form = el.form;
-      var note = composerChannel(form) === "note";
+      var channel = composerChannel(form);
+      var note = channel === "note";
       form.classList.toggle("is-note", note);
+      form.setAttribute("data-channel", channel);
+      // Each channel's own fields (an email's subject, the SMS segment counter) show only while it is chosen.
+      form.querySelectorAll("[data-channel-fields]").forEach(function (fields) {
+        var other = fields.getAttribute("data-channel-fields") !== channel;
+        fields.hidden = other;
+        fields.disabled = other;
+      });
       var textarea = form.querySelector("[data-composer-text]");
       if (textarea) {
-        textarea.placeholder = textarea.getAttribute(note ? "data-placeholder-note" : "data-placeholder-chat") || "";
-        if (note) {
+        textarea.placeholder =
+          textarea.getAttribute("data-placeholder-" + channel) ||
+          textarea.getAttribute(note ? "data-placeholder-note" : "data-placeholder-chat") ||
+          "";
+        if (channel !== "chat") {
           stopTyping();
         }
       }
+      form.dispatchEvent(new CustomEvent("parley:channel", { bubbles: true, detail: { channel: channel } }));
     }
   });
 
