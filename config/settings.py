@@ -160,7 +160,10 @@ CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {"task": "conversations.tasks.routing_sweep", "schedule": ROUTING_SWEEP_SECONDS},
     "acw-sweep": {"task": "agents.tasks.agents_acw_sweep", "schedule": 10.0},
     "webchat-inactivity": {"task": "channels_app.webchat.tasks.chat_inactivity_sweep", "schedule": 15.0},
-    "outbox-sweep": {"task": "conversations.tasks.outbox_sweep", "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=10.0)},
+    "outbox-sweep": {
+        "task": "conversations.tasks.outbox_sweep",
+        "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=10.0),
+    },
 }
 
 # Outbound SMS/email (conversations.outbox): tries per message, backoff between tries, and how long a

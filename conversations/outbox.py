@@ -144,9 +144,7 @@ def _record(row: Outbox, *, state: str, status: str, reason: str = "", provider_
         fields["next_attempt_at"] = now + timedelta(seconds=retry_in)
     if state != Outbox.State.SENDING:
         fields["claimed_at"] = None
-    updated = Outbox.objects.filter(pk=row.pk, state=Outbox.State.SENDING, claim_token=row.claim_token).update(
-        **fields
-    )
+    updated = Outbox.objects.filter(pk=row.pk, state=Outbox.State.SENDING, claim_token=row.claim_token).update(**fields)
     if not updated:
         return False
     message = Message.objects.select_related("conversation").select_for_update().get(pk=row.message_id)

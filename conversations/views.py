@@ -328,7 +328,9 @@ def message_send(request: HttpRequest, conversation_uuid) -> HttpResponse:
     medium = request.POST.get("channel", "")
     channel = composer_channel(medium)
     if channel is not None:
-        reason = channel.unavailable_reason(conversation, user) if conversation.is_open else _("The conversation is closed.")
+        reason = (
+            channel.unavailable_reason(conversation, user) if conversation.is_open else _("The conversation is closed.")
+        )
         if reason:
             return _composer_error(request, conversation, reason)
         try:
