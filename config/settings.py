@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "channels_app.voice",
     "channels_app.sms",
     "channels_app.email",
+    "supervisor",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {"task": "conversations.tasks.routing_sweep", "schedule": ROUTING_SWEEP_SECONDS},
     "acw-sweep": {"task": "agents.tasks.agents_acw_sweep", "schedule": 10.0},
     "webchat-inactivity": {"task": "channels_app.webchat.tasks.chat_inactivity_sweep", "schedule": 15.0},
+    "email-imap-poll": {
+        "task": "channels_app.email.tasks.imap_poll_all",
+        "schedule": env.float("EMAIL_IMAP_POLL_SECONDS", default=60.0),
+    },
     "outbox-sweep": {
         "task": "conversations.tasks.outbox_sweep",
         "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=10.0),
@@ -210,6 +216,27 @@ MEDIA_URL = "media/"
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Parley <support@parley.invalid>")
+
+# --- Channels: where the world reaches us ----------------------------------------
+# The public address of this deployment as customers and providers see it (behind a proxy: the proxy's).
+# Provider webhooks are verified against it (Twilio signs the full URL) and links in emails use it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# --- SMS (channels_app.sms) ----------------------------------------------------------
+
+# --- Email (channels_app.email) ------------------------------------------------------
+# Our Message-IDs are <...@EMAIL_MESSAGE_ID_DOMAIN>; replies are threaded by them.
+EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="parley.invalid")
+ANYMAIL = {"WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="")}
+
+# --- Voice (channels_app.voice) ------------------------------------------------------
+# STUN/TURN servers handed to browsers; none by default (calls on one network need none).
+VOICE_STUN_URLS = env.list("VOICE_STUN_URLS", default=[])
+VOICE_TURN_URLS = env.list("VOICE_TURN_URLS", default=[])
+# With a TURN secret the server hands out short-lived TURN credentials (the TURN REST scheme).
+VOICE_TURN_SECRET = env.str("VOICE_TURN_SECRET", default="")
+VOICE_TURN_TTL_SECONDS = env.int("VOICE_TURN_TTL_SECONDS", default=3600)
+VOICE_RING_TIMEOUT_SECONDS = env.int("VOICE_RING_TIMEOUT_SECONDS", default=45)
 
 # --- Security ----------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -11,4 +11,8 @@ urlpatterns = [
     path("desktop/", include("conversations.urls")),
     path("contacts/", include("contacts.urls")),
     path("chat/", include("channels_app.webchat.urls")),
+    path("voice/", include("channels_app.voice.urls")),
+    path("sms/", include("channels_app.sms.urls")),
+    path("email/", include("channels_app.email.urls")),
+    path("supervisor/", include("supervisor.urls")),
 ]
