@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from agents.forms import StateChoiceForm
 from agents.models import AgentProfile, AgentState
-from agents.selectors import agent_for_user
+from agents.selectors import agent_for_request
 from agents.services import agent_login, agent_logout, agent_state_set
 
 
@@ -26,7 +26,7 @@ def state_partial_context(*, agent: AgentProfile, error: str = "") -> dict:
 
 
 def _agent_or_403(request: HttpRequest) -> AgentProfile:
-    agent = agent_for_user(user=request.user)
+    agent = agent_for_request(request=request)
     if agent is None:
         raise PermissionDenied(_("This page is for agents."))
     return agent
@@ -42,7 +42,7 @@ class LoginView(auth_views.LoginView):
         return response
 
     def get_default_redirect_url(self):
-        if agent_for_user(user=self.request.user) is None and self.request.user.is_staff:
+        if agent_for_request(request=self.request) is None and self.request.user.is_staff:
             return reverse("admin:index")
         return super().get_default_redirect_url()
 
@@ -61,7 +61,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def desktop(request: HttpRequest) -> HttpResponse:
-    agent = agent_for_user(user=request.user)
+    agent = agent_for_request(request=request)
     if agent is None:
         if request.user.is_staff:
             return redirect("admin:index")

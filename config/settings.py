@@ -188,6 +188,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The stock model backend, loading each request's user together with its agent profile (one query).
+AUTHENTICATION_BACKENDS = ["core.auth.ParleyModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "desktop"
 LOGOUT_REDIRECT_URL = "login"

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents.selectors import agent_for_user
+from agents.selectors import agent_for_request
 from contacts import selectors, services
 from contacts.forms import ContactForm, NewContactForm, PointForm
 from contacts.models import Contact, ContactMerge, ContactPoint
@@ -33,7 +33,7 @@ FOLLOW_UP_MEDIA = (Medium.SMS, Medium.EMAIL, Medium.CHAT, Medium.VOICE)
 
 def _require_worker(request: HttpRequest) -> None:
     """Agents (with a profile) and supervisors work with contacts; other users are refused."""
-    if not request.user.is_staff and agent_for_user(user=request.user) is None:
+    if not request.user.is_staff and agent_for_request(request=request) is None:
         raise PermissionDenied(_("This page is for agents and supervisors."))
 
 

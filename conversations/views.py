@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, reswap
 
 from agents.models import AgentProfile
-from agents.selectors import agent_for_user
+from agents.selectors import agent_for_request
 from agents.views import state_partial_context
 from channels_app.webchat.services import chat_agent_message, chat_attachment_send, chat_end, live_chat_for
 from conversations import outbox, routing, selectors
@@ -63,13 +63,21 @@ def offers_context(*, user, error: str = "") -> dict:
     return {"offers": selectors.offers_pending_for_agent(agent=user), "offers_error": error}
 
 
-def acl_context(*, user, selected: str = "") -> dict:
-    return {"acl": selectors.acl_for_agent(agent=user), "selected": str(selected or "")}
+def acl_context(*, user, selected: str = "", acl: list[Conversation] | None = None) -> dict:
+    if acl is None:
+        acl = selectors.acl_for_agent(agent=user)
+    return {"acl": acl, "selected": str(selected or "")}
 
 
-def workspace_state(*, conversation: Conversation, user) -> dict:
-    """What the header and the composer show: live media, the chat, wrap-up, the channels to write on."""
-    live = selectors.conversation_live_interactions(conversation=conversation) if conversation.is_open else []
+def workspace_state(*, conversation: Conversation, user, live: list[Interaction] | None = None) -> dict:
+    """What the header and the composer show: live media, the chat, wrap-up, the channels to write on.
+
+    ``live`` may come from the caller (the Active Conversations List has read it already).
+    """
+    if not conversation.is_open:
+        live = []
+    elif live is None:
+        live = selectors.conversation_live_interactions(conversation=conversation)
     chat = next((i for i in reversed(live) if i.medium == Medium.CHAT), None)
     chat_active = chat is not None and chat.state == Interaction.State.ACTIVE and chat.agent_id == user.pk
     wrapup = conversation.is_open and not live
@@ -127,7 +135,9 @@ def wrapup_form_for(conversation: Conversation, data=None) -> WrapUpForm:
 
 def workspace_context(*, conversation: Conversation, user) -> dict:
     entries, has_more = selectors.conversation_timeline_tail(conversation=conversation, limit=TIMELINE_PAGE)
-    context = workspace_state(conversation=conversation, user=user)
+    context = workspace_state(
+        conversation=conversation, user=user, live=getattr(conversation, "live_interactions", None)
+    )
     context.update(entries=entries, has_more=has_more, first_entry=entries[0] if entries else None)
     if context["wrapup"]:
         context["wrapup_form"] = wrapup_form_for(conversation)
@@ -156,12 +166,14 @@ def contact_context(*, conversation: Conversation | None) -> dict:
     }
 
 
-def desktop_context(*, agent: AgentProfile, conversation: Conversation | None = None) -> dict:
+def desktop_context(
+    *, agent: AgentProfile, conversation: Conversation | None = None, acl: list[Conversation] | None = None
+) -> dict:
     """Everything the full desktop page shows, optionally with one conversation open."""
     user = agent.user
     context = state_partial_context(agent=agent)
     context.update(offers_context(user=user))
-    context.update(acl_context(user=user, selected=conversation.uuid if conversation else ""))
+    context.update(acl_context(user=user, selected=conversation.uuid if conversation else "", acl=acl))
     # The workspace and the contact panel name the same conversation and contact.
     context.update(contact_context(conversation=conversation))
     if conversation is not None:
@@ -182,7 +194,7 @@ def fill_placeholders(body: str, contact) -> str:
 def _agent(request: HttpRequest) -> AgentProfile:
     """The requesting agent's profile (looked up once per request); others are refused."""
     if not hasattr(request, "_parley_agent"):
-        request._parley_agent = agent_for_user(user=request.user)
+        request._parley_agent = agent_for_request(request=request)
     if request._parley_agent is None:
         raise PermissionDenied(_("This page is for agents."))
     return request._parley_agent
@@ -247,14 +259,21 @@ def _left_workspace(request: HttpRequest, user, notice: str) -> HttpResponse:
 @require_GET
 def conversation_page(request: HttpRequest, conversation_uuid) -> HttpResponse:
     """The desktop with one conversation open; htmx gets the workspace and the contact panel."""
-    user, conversation = _conversation_or_404(request, conversation_uuid)
     if request.htmx and not request.htmx.history_restore_request:
+        user, conversation = _conversation_or_404(request, conversation_uuid)
         return _partials(
             (WORKSPACE, workspace_context(conversation=conversation, user=user)),
             (CONTACT_PANEL, contact_context(conversation=conversation)),
             request=request,
         )
-    return render(request, "agents/desktop.html", desktop_context(agent=_agent(request), conversation=conversation))
+    agent = _agent(request)
+    # The full page lists the agent's conversations anyway; an open one of theirs comes from that list,
+    # with its live media, instead of being read twice.
+    acl = selectors.acl_for_agent(agent=agent.user)
+    conversation = next((row for row in acl if row.uuid == conversation_uuid), None)
+    if conversation is None:
+        _user, conversation = _conversation_or_404(request, conversation_uuid)
+    return render(request, "agents/desktop.html", desktop_context(agent=agent, conversation=conversation, acl=acl))
 
 
 @login_required
@@ -556,7 +575,7 @@ def history_page(request: HttpRequest, conversation_uuid) -> HttpResponse:
     conversation is any agent's job (DOMAIN.md, "any agent can follow up later").
     """
     user = request.user
-    if agent_for_user(user=user) is None and not user.is_staff:
+    if agent_for_request(request=request) is None and not user.is_staff:
         raise PermissionDenied(_("This page is for agents."))
     conversation = selectors.conversation_record(conversation_uuid=conversation_uuid)
     if conversation is None:

@@ -91,13 +91,7 @@ def test_pages_run_the_same_queries_small_and_ten_times_larger(django_assert_num
     "page",
     [
         "desktop",
-        pytest.param(
-            "workspace",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="DB1 miss: 13 queries (3 of them session, user and agent profile); see docs/PERFORMANCE.md",
-            ),
-        ),
+        "workspace",
         "history",
         "acl",
     ],
