@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import ContactPoint
 
 # Rows for addresses on the "new contact" form; more can be added on the contact page later.
 NEW_CONTACT_POINT_ROWS = 3
+
+
+def address_check_attrs(*, prefix: str, exclude=None) -> dict[str, str]:
+    """htmx attributes that ask, while the agent types, whether the address belongs to another contact."""
+    query = f"?prefix={prefix}" + (f"&exclude={exclude}" if exclude else "")
+    slot = prefix.rstrip("-") or "point"
+    return {
+        "hx-get": reverse("contacts:address-check") + query,
+        "hx-trigger": "input changed delay:400ms, change",
+        "hx-include": f"[name='{prefix}kind'], [name='{prefix}value']",
+        "hx-target": f"#address-check-{slot}",
+        "hx-swap": "outerHTML",
+        "aria-describedby": f"address-check-{slot}",
+    }
 
 
 def split_tags(text: str) -> list[str]:
@@ -56,7 +71,11 @@ class NewContactForm(ContactForm):
             self.fields[f"points-{index}-kind"] = forms.ChoiceField(
                 label=_("Kind"), choices=ContactPoint.Kind.choices, required=False
             )
-            self.fields[f"points-{index}-value"] = forms.CharField(label=_("Address"), required=False)
+            self.fields[f"points-{index}-value"] = forms.CharField(
+                label=_("Address"),
+                required=False,
+                widget=forms.TextInput(attrs=address_check_attrs(prefix=f"points-{index}-")),
+            )
             self.fields[f"points-{index}-label"] = forms.CharField(label=_("Label"), required=False)
 
     def point_rows(self) -> list[tuple]:
@@ -90,3 +109,8 @@ class PointForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"), choices=ContactPoint.Kind.choices)
     value = forms.CharField(label=_("Address"))
     label = forms.CharField(label=_("Label"), required=False)
+
+    def __init__(self, *args, contact=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if contact is not None:
+            self.fields["value"].widget.attrs.update(address_check_attrs(prefix="", exclude=contact.pk))

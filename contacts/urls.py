@@ -11,6 +11,7 @@ app_name = "contacts"
 urlpatterns = [
     path("", views.contact_search, name="search"),
     path("new/", views.contact_new, name="new"),
+    path("address-check/", views.address_check, name="address-check"),
     path("duplicates/", views.duplicates, name="duplicates"),
     path("merge/<int:target_id>/<int:source_id>/", views.merge, name="merge"),
     path("merges/<int:merge_id>/undo/", views.merge_undo, name="merge-undo"),

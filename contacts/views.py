@@ -8,6 +8,7 @@ contacts.services and contacts.selectors.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -24,8 +25,10 @@ from agents.selectors import agent_for_request
 from contacts import selectors, services
 from contacts.forms import ContactForm, NewContactForm, PointForm
 from contacts.models import Contact, ContactMerge, ContactPoint
+from contacts.normalize import normalize_point
 from conversations.models import Medium
 
+ADDRESS_PREFIX = re.compile(r"points-\d{1,2}-")
 SEARCH_PAGE = 25
 ACTIVITIES_PAGE = 20
 FOLLOW_UP_MEDIA = (Medium.SMS, Medium.EMAIL, Medium.CHAT, Medium.VOICE)
@@ -115,7 +118,7 @@ def contact_page(request: HttpRequest, contact_id: int) -> HttpResponse:
         "follow_up_media": [(medium.value, medium.label) for medium in FOLLOW_UP_MEDIA],
         "can_merge": request.user.has_perm("contacts.merge_contact"),
         "is_supervisor": request.user.is_staff,
-        "point_form": PointForm(),
+        "point_form": PointForm(contact=detail.contact),
     }
     return render(request, "contacts/detail.html", context)
 
@@ -159,6 +162,30 @@ def contact_edit(request: HttpRequest, contact_id: int) -> HttpResponse:
             return _form_page(request, form, contact=contact, status=422)
         return redirect("contacts:page", contact_id=contact.pk)
     return _form_page(request, form, contact=contact, status=422 if form.errors else 200)
+
+
+@login_required
+@require_GET
+def address_check(request: HttpRequest) -> HttpResponse:
+    """While an agent types an address: is it valid, and does it belong to another contact already?"""
+    _require_worker(request)
+    prefix = request.GET.get("prefix", "")
+    if prefix and not ADDRESS_PREFIX.fullmatch(prefix):
+        prefix = ""
+    kind = request.GET.get(f"{prefix}kind", "")
+    value = request.GET.get(f"{prefix}value", "").strip()
+    exclude = None
+    if request.GET.get("exclude", "").isdigit():
+        exclude = Contact.objects.filter(pk=int(request.GET["exclude"])).first()
+    context = {"slot": prefix.rstrip("-") or "point", "owner": None, "problem": ""}
+    if value and kind in ContactPoint.Kind.values:
+        try:
+            normalize_point(kind, value)
+        except ValidationError as exc:
+            context["problem"] = " ".join(exc.messages)
+        else:
+            context["owner"] = selectors.contact_point_owner(kind=kind, value=value, exclude=exclude)
+    return render(request, "contacts/form.html#address-check", context)
 
 
 @login_required

@@ -378,3 +378,50 @@ def test_activities_page_with_an_earlier_link(agent_client, maria):
     earlier = agent_client.get(reverse("contacts:page", args=[maria.pk]) + first.context["earlier_url"])
     assert [item.pk for item in earlier.context["activities"]] == [conversations[1].pk, conversations[0].pk]
     assert earlier.context["earlier_url"] == ""
+
+
+# --- the live "address taken" warning -----------------------------------------------------------------
+
+
+def _check(client, **params):
+    return client.get(reverse("contacts:address-check"), params)
+
+
+def test_address_check_warns_while_typing_a_number_of_another_contact_in_any_format(agent_client, maria):
+    response = _check(agent_client, prefix="points-1-", **{"points-1-kind": "phone", "points-1-value": "030 23125417"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="address-check-points-1"' in html
+    assert "Maria Schneider" in html
+    assert reverse("contacts:page", args=[maria.pk]) in html
+
+
+def test_address_check_is_quiet_for_a_free_address_and_for_the_contacts_own(agent_client, maria):
+    free = _check(agent_client, kind="email", value="someone.else@example.com").content.decode()
+    own = _check(agent_client, kind="email", value="MARIA@example.com", exclude=maria.pk).content.decode()
+    for html in (free, own):
+        assert 'id="address-check-point"' in html
+        assert "belongs to another contact" not in html
+
+
+def test_address_check_explains_an_invalid_address(agent_client):
+    html = _check(agent_client, kind="phone", value="call me").content.decode()
+    assert "not a possible phone number" in html or "not a phone number" in html
+
+
+def test_address_check_ignores_a_forged_prefix(agent_client, maria):
+    html = _check(agent_client, prefix='"><script>', kind="phone", value="+493023125417").content.decode()
+    assert "<script>" not in html
+    assert 'id="address-check-point"' in html
+
+
+def test_address_check_is_refused_to_plain_and_anonymous_users(plain_client, anonymous_client, maria):
+    assert _check(plain_client, kind="phone", value="+493023125417").status_code == 403
+    assert _check(anonymous_client, kind="phone", value="+493023125417").status_code == 302
+
+
+def test_contact_forms_ask_for_the_check_while_typing(agent_client, maria):
+    url = reverse("contacts:address-check")
+    assert f'hx-get="{url}?prefix=points-0-"' in agent_client.get(reverse("contacts:new")).content.decode()
+    page = agent_client.get(reverse("contacts:page", args=[maria.pk])).content.decode()
+    assert f'hx-get="{url}?prefix=&amp;exclude={maria.pk}"' in page
