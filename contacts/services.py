@@ -910,6 +910,16 @@ def contact_follow_up(*, actor, contact: Contact, medium: str, service: Service 
         }
         raise ValidationError(messages[medium], code="no_address")
     with transaction.atomic():
+        if medium == Medium.CHAT:
+            # A web chat lives in the customer's browser tab: Parley can only join one the customer has open
+            # (their open conversation), never start one towards a visitor who is not on the website.
+            conversation = Conversation.objects.open().filter(contact=contact).first()
+            if conversation is None:
+                raise ValidationError(
+                    _("The customer is not in a chat with us now; only they can start one. Follow up by SMS or email."),
+                    code="not_online",
+                )
+            return conversation
         conversation, created = conversation_open(contact=contact, service=service, agent=actor)
         if not created:
             return conversation

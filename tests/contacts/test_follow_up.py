@@ -42,11 +42,23 @@ def test_follow_up_opens_an_outbound_conversation_assigned_to_the_agent(customer
     assert kinds == [TimelineEntry.Kind.OPENED, TimelineEntry.Kind.INTERACTION_STARTED]
 
 
-def test_a_chat_follow_up_needs_a_chat_address(ready_agent):
+def test_a_chat_follow_up_is_refused_while_the_visitor_is_not_chatting(ready_agent):
     visitor = contact_with_points((WEBCHAT, "visitor-1"))
+
+    with pytest.raises(ValidationError, match="not in a chat with us now") as raised:
+        contact_follow_up(actor=ready_agent.user, contact=visitor, medium=Medium.CHAT)
+
+    assert raised.value.code == "not_online"
+    assert not Conversation.objects.exists()
+
+
+def test_a_chat_follow_up_joins_the_chat_the_visitor_has_open(ready_agent):
+    visitor = contact_with_points((WEBCHAT, "visitor-1"))
+    live = inbound_contact_receive(point_kind=WEBCHAT, address="visitor-1", medium=Medium.CHAT).conversation
 
     conversation = contact_follow_up(actor=ready_agent.user, contact=visitor, medium=Medium.CHAT)
 
+    assert conversation == live
     assert conversation.interactions.get().medium == Medium.CHAT
 
 
