@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import (
     Count,
     Exists,
@@ -23,8 +24,10 @@ from django.db.models import (
     TextField,
     prefetch_related_objects,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 
+from contacts import search_index
 from contacts.models import Contact, ContactMerge, ContactPoint
 from contacts.normalize import fold_name, normalize_phone, normalize_point
 from conversations.models import Conversation, Interaction, Message, Note
@@ -61,7 +64,32 @@ def _point_exists(**lookups) -> Exists:
     return Exists(ContactPoint.objects.filter(contact=OuterRef("pk"), **lookups))
 
 
+def _like_pattern(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _doc_q(text: str) -> Q | None:
+    """Contacts whose search document (names, company, addresses) contains ``text``, through the
+    substring index (contacts.search_index); None where the database has no such index."""
+    vendor = connection.vendor
+    if vendor == "sqlite" and search_index.supported(connection):
+        # The trigram tokenizer answers a quoted phrase of 3+ characters from its index, folding case
+        # for every alphabet; shorter text is matched with LIKE over the (small) documents instead.
+        if len(text) >= 3:
+            phrase = '"' + text.replace('"', '""') + '"'
+            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [phrase]))
+        likes = " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(_case_variants(text)))
+        params = [_like_pattern(variant) for variant in _case_variants(text)]
+        return Q(pk__in=RawSQL(f"SELECT rowid FROM contacts_search WHERE {likes}", params))  # noqa: S608, S611 - placeholders only
+    if vendor == "postgresql":
+        return Q(pk__in=RawSQL("SELECT contact_id FROM contacts_search WHERE doc ILIKE %s", [_like_pattern(text)]))
+    return None
+
+
 def _text_q(text: str) -> Q:
+    indexed = _doc_q(text)
+    if indexed is not None:
+        return indexed
     q = Q()
     for variant in _case_variants(text):
         q |= (
@@ -83,7 +111,8 @@ def _number_q(raw: str, *, kind: str | None = None) -> Q | None:
     # A national "030 12…" or international "0049 30 12…" prefix is not in the stored "+4930…": drop its zeros.
     for fragment in dict.fromkeys((digits, digits.lstrip("0"))):
         if len(fragment) >= _MIN_NUMBER_DIGITS:
-            q |= _point_exists(value__contains=fragment, **kind_filter)
+            # The index narrows the candidates; the EXISTS keeps the match to an address (of the kind asked).
+            q |= (_doc_q(fragment) or Q()) & _point_exists(value__contains=fragment, **kind_filter)
     return q or None
 
 
@@ -112,12 +141,13 @@ def _search_q(query: str) -> Q | None:
     def other_prefix(match: re.Match) -> str:
         prefix, value = match.group(1).lower(), (match.group(2) or match.group(3) or "").strip()
         if value and prefix == "email":
-            terms.append(_point_exists(kind=ContactPoint.Kind.EMAIL, value__icontains=value.lower()))
+            narrowed = _doc_q(value.lower()) or Q()
+            terms.append(narrowed & _point_exists(kind=ContactPoint.Kind.EMAIL, value__icontains=value.lower()))
         elif value:
             in_company = Q()
             for variant in _case_variants(value):
                 in_company |= Q(company__icontains=variant)
-            terms.append(in_company)
+            terms.append((_doc_q(value) or Q()) & in_company)
         return " "
 
     def number_run(match: re.Match) -> str:
