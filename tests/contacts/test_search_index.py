@@ -50,12 +50,8 @@ def test_every_writer_keeps_the_index_current():
     contact_id = contact.pk
     contact.delete()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM contacts_search WHERE "
-            + ("rowid" if connection.vendor == "sqlite" else "contact_id")
-            + " = %s",
-            [contact_id],
-        )
+        key = "rowid" if connection.vendor == "sqlite" else "contact_id"
+        cursor.execute(f"SELECT count(*) FROM contacts_search WHERE {key} = %s", [contact_id])  # noqa: S608
         assert cursor.fetchone()[0] == 0
 
 
