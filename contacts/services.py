@@ -910,9 +910,10 @@ def contact_follow_up(*, actor, contact: Contact, medium: str, service: Service 
         }
         raise ValidationError(messages[medium], code="no_address")
     with transaction.atomic():
-        if medium == Medium.CHAT:
-            # A web chat lives in the customer's browser tab: Parley can only join one the customer has open
-            # (their open conversation), never start one towards a visitor who is not on the website.
+        if medium in (Medium.CHAT, Medium.VOICE):
+            # A web chat lives in the customer's browser tab, and calls are placed from it (WebRTC; there is no
+            # telephone line): Parley can only join a conversation the customer has open, never start a chat
+            # or call towards a visitor who is not on the website.
             conversation = Conversation.objects.open().filter(contact=contact).first()
             if conversation is None:
                 raise ValidationError(

@@ -23,7 +23,7 @@ def customer():
     return contact_with_points((PHONE, "+49301234567"), (EMAIL, "anna@example.com"), first_name="Anna")
 
 
-@pytest.mark.parametrize("medium", [Medium.SMS, Medium.EMAIL, Medium.VOICE])
+@pytest.mark.parametrize("medium", [Medium.SMS, Medium.EMAIL])
 def test_follow_up_opens_an_outbound_conversation_assigned_to_the_agent(customer, ready_agent, medium):
     conversation = contact_follow_up(actor=ready_agent.user, contact=customer, medium=medium)
 
@@ -42,11 +42,12 @@ def test_follow_up_opens_an_outbound_conversation_assigned_to_the_agent(customer
     assert kinds == [TimelineEntry.Kind.OPENED, TimelineEntry.Kind.INTERACTION_STARTED]
 
 
-def test_a_chat_follow_up_is_refused_while_the_visitor_is_not_chatting(ready_agent):
-    visitor = contact_with_points((WEBCHAT, "visitor-1"))
+@pytest.mark.parametrize("medium", [Medium.CHAT, Medium.VOICE])
+def test_a_chat_or_call_follow_up_is_refused_while_the_customer_is_not_chatting(ready_agent, medium):
+    visitor = contact_with_points((WEBCHAT, "visitor-1"), (PHONE, "+49301234567"))
 
     with pytest.raises(ValidationError, match="not in a chat with us now") as raised:
-        contact_follow_up(actor=ready_agent.user, contact=visitor, medium=Medium.CHAT)
+        contact_follow_up(actor=ready_agent.user, contact=visitor, medium=medium)
 
     assert raised.value.code == "not_online"
     assert not Conversation.objects.exists()
@@ -103,7 +104,7 @@ def test_the_agent_becomes_busy_and_their_list_is_refreshed(
     monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: Layer())
 
     with django_capture_on_commit_callbacks(execute=True):
-        contact_follow_up(actor=ready_agent.user, contact=customer, medium=Medium.VOICE)
+        contact_follow_up(actor=ready_agent.user, contact=customer, medium=Medium.SMS)
 
     assert AgentProfile.objects.get(pk=ready_agent.pk).state == AgentState.BUSY
     agent_events = [message["type"] for group, message in sent if group == agent_group(ready_agent.user.pk)]
@@ -114,9 +115,7 @@ def test_the_agent_becomes_busy_and_their_list_is_refreshed(
     ("points", "medium", "message"),
     [
         ([(EMAIL, "anna@example.com")], Medium.SMS, "no phone number"),
-        ([(EMAIL, "anna@example.com")], Medium.VOICE, "no phone number"),
         ([(PHONE, "+49301234567")], Medium.EMAIL, "no email address"),
-        ([(PHONE, "+49301234567")], Medium.CHAT, "no chat"),
         ([(PHONE, "+49301234567")], Medium.VIDEO, "cannot be started"),
     ],
 )

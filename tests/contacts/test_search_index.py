@@ -67,7 +67,7 @@ def test_short_terms_and_special_characters_are_matched_literally():
     ContactFactory(company="1000 Travels")
     assert _found('"0%"') == {percent.pk}
     assert _found("l_C") == {percent.pk}
-    assert _found('"a""b"') == set()
+    assert _found('zq"zq') == set()  # a quote inside a term cannot break the index's phrase syntax
 
 
 def test_the_index_is_restored_after_a_migration_dropped_its_triggers():
