@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
@@ -16,6 +17,7 @@ from agents.forms import StateChoiceForm
 from agents.models import AgentProfile, AgentState
 from agents.selectors import agent_for_request
 from agents.services import agent_login, agent_logout, agent_state_set
+from core.ratelimit import limit_exceeded, request_address, too_many_requests
 
 
 def state_partial_context(*, agent: AgentProfile, error: str = "") -> dict:
@@ -35,6 +37,16 @@ def _agent_or_403(request: HttpRequest) -> AgentProfile:
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        # Password guessing: limited per client address and per user name tried.
+        username = request.POST.get("username", "")[:150].strip().lower()
+        wait = limit_exceeded(scope="login", key=request_address(request), limit=settings.RATE_LIMIT_LOGIN)
+        if not wait and username:
+            wait = limit_exceeded(scope="login-user", key=username, limit=settings.RATE_LIMIT_LOGIN_USER)
+        if wait:
+            return too_many_requests(request, wait)
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
         response = super().form_valid(form)

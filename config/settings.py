@@ -121,6 +121,18 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds rate-limit counters; with Redis every process shares them.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CHANNEL_LAYER_PREFIX", default="parley"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # With the in-memory layer, the web process forwards Celery workers' events (core.realtime).
 EVENT_RELAY = env.bool("PARLEY_EVENT_RELAY", default=True)
 
@@ -255,6 +267,15 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
+
+# Rate limits per client address, "<requests>/<seconds>" ("0/1" turns one off). Behind a proxy set
+# PROXY_TRUSTED_HOPS to the number of proxies that append to X-Forwarded-For, so the client's address is used.
+PROXY_TRUSTED_HOPS = env.int("PROXY_TRUSTED_HOPS", default=0)
+RATE_LIMIT_LOGIN = env.str("RATE_LIMIT_LOGIN", default="20/300")
+RATE_LIMIT_LOGIN_USER = env.str("RATE_LIMIT_LOGIN_USER", default="10/300")
+RATE_LIMIT_CHAT_PAGE = env.str("RATE_LIMIT_CHAT_PAGE", default="120/60")
+RATE_LIMIT_CHAT_START = env.str("RATE_LIMIT_CHAT_START", default="10/60")
+RATE_LIMIT_WEBHOOK = env.str("RATE_LIMIT_WEBHOOK", default="1200/60")
 
 # Web chat limits.
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)

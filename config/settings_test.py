@@ -20,6 +20,10 @@ os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"parley-test-{_RUN}")
 # In-process consumer tests run each on their own event loop: no relay task there.
 # The daphne subprocesses of browser tests turn it on (tests/live.py).
 os.environ.setdefault("PARLEY_EVENT_RELAY", "0")
+# Every test client comes from 127.0.0.1: the suite's own logins and chats must not trip the limits
+# (tests of the limits set small ones).
+for _name in ("LOGIN", "LOGIN_USER", "CHAT_PAGE", "CHAT_START", "WEBHOOK"):
+    os.environ.setdefault(f"RATE_LIMIT_{_name}", "100000/60")
 
 from config.settings import *  # noqa: E402, F403
 from config.settings import DATABASES, VAR_DIR  # noqa: E402

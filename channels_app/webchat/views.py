@@ -30,6 +30,7 @@ from django.views.decorators.http import require_POST, require_safe
 from channels_app.webchat import selectors, services
 from conversations.models import PRECHAT_FIELDS, Direction, Message, Service
 from core.middleware import APP_POLICY
+from core.ratelimit import rate_limited
 
 TOKEN_HEADER = "X-Parley-Chat-Token"  # noqa: S105 (a header name)
 EMBED_SCRIPT = Path(__file__).resolve().parent / "static" / "webchat" / "embed.js"
@@ -114,6 +115,7 @@ def _chat_strings() -> dict[str, str]:
 
 @xframe_options_exempt
 @require_safe
+@rate_limited("chat-page", "RATE_LIMIT_CHAT_PAGE", methods=("GET", "HEAD"))
 def chat_page(request: HttpRequest, slug: str) -> HttpResponse:
     """The customer's chat: pre-chat form, then the conversation. Embeddable by the service's websites."""
     service = _service_or_404(slug)
