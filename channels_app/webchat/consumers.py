@@ -37,6 +37,7 @@ from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
+from core.ratelimit import limit_exceeded, scope_address
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ ERROR_MESSAGES = {
     "empty_message": _("The message is empty."),
     "rejected": _("The message could not be sent."),
     "rate_limited": _("You are sending too fast. Please wait a moment."),
+    "too_many_chats": _("Too many chats were started from your address. Please wait a minute and try again."),
 }
 
 # Rate-limited frames: the ones that reach other people or write rows.
@@ -204,6 +206,13 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
                 raise FrameError("malformed_frame")
             data[name] = value
         self.language = _supported_language(frame.get("lang")) or self.language
+        # Starting chats costs a contact, a conversation and an offer: limited per client address,
+        # whatever the number of sockets it opens (the per-socket bucket only limits one socket).
+        wait = await database_sync_to_async(limit_exceeded)(
+            scope="chat-start", key=scope_address(self.scope), limit=settings.RATE_LIMIT_CHAT_START
+        )
+        if wait:
+            raise FrameError("too_many_chats")
         self.pending = True
         try:
             session = await database_sync_to_async(self._start)(slug=slug, visitor=visitor, data=data)

@@ -696,3 +696,25 @@ async def test_resume_repeats_a_standing_inactivity_warning(service, ready_agent
     warning = await receive_until(again, "inactivity")
     assert warning["ends_at"] == (silent_since + timedelta(seconds=service.chat_inactivity_seconds)).isoformat()
     await again.disconnect()
+
+
+async def test_starting_chats_is_limited_per_client_address(service, settings):
+    settings.RATE_LIMIT_CHAT_START = "2/60"
+    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    for _chat in range(2):
+        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[HOST, ORIGIN])
+        communicator.scope["client"] = (address, 50000)
+        _OPENED.append(communicator)
+        assert (await communicator.connect())[0]
+        await start(communicator, service)
+    third = WebsocketCommunicator(application, "/ws/chat/", headers=[HOST, ORIGIN])
+    third.scope["client"] = (address, 50001)
+    _OPENED.append(third)
+    assert (await third.connect())[0]
+    await third.send_json_to({"type": "start", "service": service.slug, "fields": FIELDS})
+    frame = await receive_until(third, "error")
+    assert frame["code"] == "too_many_chats"
+    assert await sync_to_async(ChatSession.objects.count)() == 2
+    # The socket keeps serving: a ping still answers.
+    await third.send_json_to({"type": "ping"})
+    assert (await receive_until(third, "pong"))["type"] == "pong"
