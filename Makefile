@@ -32,9 +32,9 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev browser
 	$(PY) -m pytest
 
-## browser: Debian's Chromium for the browser tests (installed when run as root with apt-get)
+## browser: Chromium, nginx and dovecot for the tests (installed when run as root with apt-get)
 browser:
-	@scripts/ensure-chromium.sh
+	@scripts/ensure-test-tools.sh
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
