@@ -108,39 +108,57 @@ def _wait_for(check, *, timeout: float = 20.0, what: str = ""):
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
-def test_customer_and_agent_on_different_processes_chat_both_ways_through_the_proxy(running):
-    service = ServiceFactory(name="Scale-out", slug="scale-out", wrapup_seconds=0, offer_timeout_seconds=120)
+def chat_setup(slug: str):
+    """A service and a Ready agent with a logged-in session: (service, profile, cookie, csrf)."""
+    service = ServiceFactory(name=slug, slug=slug, wrapup_seconds=0, offer_timeout_seconds=120)
     profile = AgentFactory()
     profile.services.add(service)
     agent_state_set(agent=profile, state=AgentState.READY)
     cookie, csrf = _agent_login(profile)
+    return service, profile, cookie, csrf
+
+
+def chat_open(running, *, service, profile, cookie, csrf, customer, agent_socket) -> tuple[Conversation, str]:
+    """The customer starts a chat and the agent accepts it; returns the conversation and the customer's token."""
+    customer.send(
+        json.dumps(
+            {
+                "type": "start",
+                "service": service.slug,
+                "fields": {"name": "Nina Roth", "email": "nina@example.com", "question": "Scale-out hello"},
+            }
+        )
+    )
+    session = json.loads(_until(customer, lambda raw: json.loads(raw).get("type") == "session", what="the session"))
+    offer = _wait_for(
+        lambda: Offer.objects.filter(agent=profile.user, state=Offer.State.PENDING).first(), what="the offer"
+    )
+    _until(agent_socket, lambda raw: f"offers/{offer.pk}/accept/" in raw, what="the offer on the agent's desktop")
+    assert _post(running.proxy, f"/desktop/offers/{offer.pk}/accept/", {}, cookie=cookie, csrf=csrf) == 200
+    _until(
+        customer,
+        lambda raw: json.loads(raw).get("type") == "status" and json.loads(raw).get("state") == "active",
+        what="the chat becoming active for the customer",
+    )
+    return Conversation.objects.get(interactions__offers=offer), session["token"]
+
+
+def test_customer_and_agent_on_different_processes_chat_both_ways_through_the_proxy(running):
+    service, profile, cookie, csrf = chat_setup("scale-out")
     daphne_a, daphne_b = running.web
 
     with _ws(daphne_b, "/ws/agent/", Cookie=cookie) as agent_socket, _ws(daphne_a, "/ws/chat/") as customer:
         # The customer starts a chat on process A; routing (in A) offers it to the agent, whose desktop is on B.
-        customer.send(
-            json.dumps(
-                {
-                    "type": "start",
-                    "service": service.slug,
-                    "fields": {"name": "Nina Roth", "email": "nina@example.com", "question": "Scale-out hello"},
-                }
-            )
-        )
-        _until(customer, lambda raw: json.loads(raw).get("type") == "session", what="the chat session")
-        offer = _wait_for(
-            lambda: Offer.objects.filter(agent=profile.user, state=Offer.State.PENDING).first(), what="the offer"
-        )
-        _until(agent_socket, lambda raw: f"offers/{offer.pk}/accept/" in raw, what="the offer on the agent's desktop")
-
         # The agent accepts through the proxy (either process may answer); the customer on A sees it.
-        assert _post(running.proxy, f"/desktop/offers/{offer.pk}/accept/", {}, cookie=cookie, csrf=csrf) == 200
-        _until(
-            customer,
-            lambda raw: json.loads(raw).get("type") == "status" and json.loads(raw).get("state") == "active",
-            what="the chat becoming active for the customer",
+        conversation, _token = chat_open(
+            running,
+            service=service,
+            profile=profile,
+            cookie=cookie,
+            csrf=csrf,
+            customer=customer,
+            agent_socket=agent_socket,
         )
-        conversation = Conversation.objects.get(interactions__offers=offer)
 
         # Customer on A → agent on B.
         customer.send(json.dumps({"type": "message", "text": "sent-through-process-a", "client_id": "c1"}))
