@@ -29,6 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext_lazy
@@ -53,6 +54,8 @@ TYPING_INTERVAL = 1.0
 # Frames one socket may send per window; the desktop sends a few per minute (re-sync, read, typing).
 FRAME_BUDGET = 60
 FRAME_WINDOW = 10.0
+# RFC 6455 "Try Again Later": the browser reconnects (and re-syncs) as after any drop.
+CLOSE_TRY_AGAIN = 1013
 
 
 class FrameError(Exception):
@@ -89,6 +92,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def dispatch(self, message: dict) -> None:
+        try:
+            await super().dispatch(message)
+        except DatabaseError as exc:
+            # The database is unreachable, so this push cannot be rendered. Close with "try again later":
+            # the desktop reconnects and re-syncs from the database once it is back, missing nothing.
+            logger.warning("agent socket: database unavailable during %s: %r", message.get("type"), exc)
+            await self.close(code=CLOSE_TRY_AGAIN)
 
     # Client frames ------------------------------------------------------------------
     def over_budget(self) -> bool:

@@ -29,6 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
@@ -59,6 +60,7 @@ ERROR_MESSAGES = {
     "empty_message": _("The message is empty."),
     "rejected": _("The message could not be sent."),
     "rate_limited": _("You are sending too fast. Please wait a moment."),
+    "try_again": _("That could not be saved just now. Please try again in a moment."),
     "too_many_chats": _("Too many chats were started from your address. Please wait a minute and try again."),
 }
 
@@ -165,6 +167,7 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        frame = None
         try:
             if len(raw.encode("utf-8")) > settings.WEBSOCKET_MAX_FRAME_BYTES:
                 raise FrameError("frame_too_large")
@@ -184,6 +187,13 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
             await handler(self, frame)
         except FrameError as exc:
             await self.send_error(exc.code, exc.message, **exc.extra)
+        except DatabaseError as exc:
+            # The database is unreachable: nothing was stored (one transaction per write); the customer
+            # is told at once and the socket stays, so the message can be sent again.
+            logger.warning("chat frame failed, database unavailable: %r", exc)
+            client_id = _client_id(frame) if isinstance(frame, dict) else None
+            self.pending = False
+            await self.send_error("try_again", client_id=client_id)
 
     async def on_ping(self, frame: dict) -> None:
         await self.send_json({"type": "pong"})
