@@ -47,7 +47,15 @@ class ServiceAdmin(admin.ModelAdmin):
         (_("Capacity"), {"fields": ["share_voice", "share_chat", "share_email", "share_sms", "chat_during_call"]}),
         (_("Timers"), {"fields": ["offer_timeout_seconds", "wrapup_seconds"]}),
         (_("Wrap-up"), {"fields": ["dispositions"]}),
+        (_("Supervision"), {"fields": ["service_level_seconds", "service_level_percent", "business_hours"]}),
     ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # Imported here: the supervisor app builds on this one. It checks the business hours.
+        from supervisor.forms import ServiceAdminForm
+
+        kwargs.setdefault("form", ServiceAdminForm)
+        return super().get_form(request, obj, change, **kwargs)
 
 
 class InteractionInline(admin.TabularInline):

@@ -107,6 +107,26 @@ class Service(models.Model):
         blank=True,
         help_text=_("Origins such as “https://www.example.com” allowed to show the chat widget in a frame."),
     )
+    # Supervision (supervisor app): the service level is the share of inbound interactions answered within
+    # this many seconds; business hours say when the service is staffed ({"mon": ["08:00-18:00"], ...}).
+    service_level_seconds = models.PositiveIntegerField(
+        _("service level target (s)"),
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text=_("An interaction answered within this many seconds counts towards the service level."),
+    )
+    service_level_percent = models.PositiveSmallIntegerField(
+        _("service level goal %"),
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text=_("Share of interactions to answer within the target; the queues board marks a day below it."),
+    )
+    business_hours = models.JSONField(
+        _("business hours"),
+        default=dict,
+        blank=True,
+        help_text=_("Per weekday (mon … sun) a list of “HH:MM-HH:MM”, server time zone; empty: always open."),
+    )
 
     class Meta:
         verbose_name = _("service")

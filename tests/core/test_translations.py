@@ -13,7 +13,7 @@ from django.conf import settings
 from tests.conftest import require_component
 
 LOCALE_DIR = Path(settings.BASE_DIR) / "locale" / "de" / "LC_MESSAGES"
-SOURCE_DIRS = ["agents", "channels_app", "config", "contacts", "conversations", "core", "templates"]
+SOURCE_DIRS = ["agents", "channels_app", "config", "contacts", "conversations", "core", "supervisor", "templates"]
 
 
 def test_german_catalogue_has_no_untranslated_or_fuzzy_entries():
