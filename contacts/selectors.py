@@ -68,21 +68,25 @@ def _like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _doc_q(text: str) -> Q | None:
-    """Contacts whose search document (names, company, addresses) contains ``text``, through the
-    substring index (contacts.search_index); None where the database has no such index."""
+def _doc_q(*texts: str) -> Q | None:
+    """Contacts whose search document (names, company, addresses) contains any of ``texts``, in one lookup
+    of the substring index (contacts.search_index); None where the database has no such index."""
+    texts = tuple(dict.fromkeys(text for text in texts if text))
     vendor = connection.vendor
     if vendor == "sqlite" and search_index.supported(connection):
-        # The trigram tokenizer answers a quoted phrase of 3+ characters from its index, folding case
-        # for every alphabet; shorter text is matched with LIKE over the (small) documents instead.
-        if len(text) >= 3:
-            phrase = '"' + text.replace('"', '""') + '"'
-            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [phrase]))
-        likes = " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(_case_variants(text)))
-        params = [_like_pattern(variant) for variant in _case_variants(text)]
+        # The trigram tokenizer answers quoted phrases of 3+ characters from its index (OR between them),
+        # folding case for every alphabet; shorter text is matched with LIKE over the documents instead.
+        if all(len(text) >= 3 for text in texts):
+            phrases = " OR ".join('"' + text.replace('"', '""') + '"' for text in texts)
+            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [phrases]))
+        variants = [variant for text in texts for variant in _case_variants(text)]
+        likes = " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(variants))
+        params = [_like_pattern(variant) for variant in variants]
         return Q(pk__in=RawSQL(f"SELECT rowid FROM contacts_search WHERE {likes}", params))  # noqa: S608, S611 - placeholders only
     if vendor == "postgresql":
-        return Q(pk__in=RawSQL("SELECT contact_id FROM contacts_search WHERE doc ILIKE %s", [_like_pattern(text)]))
+        likes = " OR ".join(["doc ILIKE %s"] * len(texts))
+        params = [_like_pattern(text) for text in texts]
+        return Q(pk__in=RawSQL(f"SELECT contact_id FROM contacts_search WHERE {likes}", params))  # noqa: S608, S611 - placeholders only
     return None
 
 
@@ -101,18 +105,39 @@ def _text_q(text: str) -> Q:
     return q
 
 
-def _number_q(raw: str, *, kind: str | None = None) -> Q | None:
-    """A phone number in any format: its E.164 value exactly, or its digits within a stored number."""
-    kind_filter = {"kind": kind} if kind else {}
-    q = Q()
+def _number_forms(raw: str) -> list[str]:
+    """What a phone number typed in any format is looked up by: its E.164 value, and its digits (without
+    the zeros of a national "030 12…" or international "0049 30 12…" prefix, which "+4930…" lacks)."""
+    forms = []
     with contextlib.suppress(ValidationError):
-        q |= _point_exists(kind=ContactPoint.Kind.PHONE, value=normalize_phone(raw))
+        forms.append(normalize_phone(raw))
     digits = re.sub(r"\D", "", raw)
-    # A national "030 12…" or international "0049 30 12…" prefix is not in the stored "+4930…": drop its zeros.
-    for fragment in dict.fromkeys((digits, digits.lstrip("0"))):
-        if len(fragment) >= _MIN_NUMBER_DIGITS:
-            # The index narrows the candidates; the EXISTS keeps the match to an address (of the kind asked).
-            q |= (_doc_q(fragment) or Q()) & _point_exists(value__contains=fragment, **kind_filter)
+    forms += [fragment for fragment in (digits, digits.lstrip("0")) if len(fragment) >= _MIN_NUMBER_DIGITS]
+    return list(dict.fromkeys(forms))
+
+
+def _number_q(raw: str, *, kind: str | None = None, also: tuple[str, ...] = ()) -> Q | None:
+    """A phone number in any format: its E.164 value exactly, or its digits within a stored number.
+
+    ``also``: further text that may match anywhere (a number run in the search box may be part of a name).
+    """
+    forms = _number_forms(raw)
+    if not forms and not also:
+        return None
+    indexed = _doc_q(*forms, *also)
+    if indexed is not None:
+        if kind is None:
+            return indexed
+        # The index narrows the candidates; the EXISTS keeps the match to an address of the kind asked.
+        in_kind = Q()
+        for form in forms:
+            in_kind |= _point_exists(kind=kind, value__contains=form)
+        return indexed & in_kind if forms else None
+    q = Q()
+    for form in forms:
+        q |= _point_exists(value__contains=form, **({"kind": kind} if kind else {}))
+    for text in also:
+        q |= _text_q(text)
     return q or None
 
 
@@ -152,7 +177,7 @@ def _search_q(query: str) -> Q | None:
 
     def number_run(match: re.Match) -> str:
         raw = match.group(0).strip()
-        terms.append(_text_q(raw) | (_number_q(raw) or Q()))
+        terms.append(_number_q(raw, also=(raw,)) or _text_q(raw))
         return " "
 
     rest = _PHONE_PREFIX_RE.sub(phone_prefix, query)
