@@ -238,11 +238,26 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Parley <support@parl
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- SMS (channels_app.sms) ----------------------------------------------------------
+# Accounts and numbers are configured in the admin; these are limits and timeouts only.
+SMS_PROVIDER_TIMEOUT_SECONDS = env.float("SMS_PROVIDER_TIMEOUT_SECONDS", default=10.0)
+SMS_MAX_CHARS = env.int("SMS_MAX_CHARS", default=1600)  # Twilio's limit for one message's body
+SMS_MMS_MAX_BYTES = env.int("SMS_MMS_MAX_BYTES", default=5 * 1024 * 1024)
 
 # --- Email (channels_app.email) ------------------------------------------------------
 # Our Message-IDs are <...@EMAIL_MESSAGE_ID_DOMAIN>; replies are threaded by them.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="parley.invalid")
 ANYMAIL = {"WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="")}
+# Mailgun signs inbound webhooks with this key (HMAC-SHA256); without it /email/inbound/mailgun/ is closed (404).
+ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default="")
+# Service queuing new email conversations that arrive without a mailbox of their own (webhooks); empty: the first
+# active service that accepts email.
+EMAIL_INBOUND_SERVICE = env.str("EMAIL_INBOUND_SERVICE", default="")
+EMAIL_SEND_TIMEOUT = env.float("EMAIL_SEND_TIMEOUT", default=20.0)
+EMAIL_IMAP_TIMEOUT = env.float("EMAIL_IMAP_TIMEOUT", default=30.0)
+EMAIL_IMAP_BATCH = env.int("EMAIL_IMAP_BATCH", default=100)
+EMAIL_MAX_ATTACHMENTS = env.int("EMAIL_MAX_ATTACHMENTS", default=10)
+EMAIL_MAX_ATTACHMENT_BYTES = env.int("EMAIL_MAX_ATTACHMENT_BYTES", default=20 * 1024 * 1024)
+EMAIL_MAX_BODY_CHARS = env.int("EMAIL_MAX_BODY_CHARS", default=100_000)
 
 # --- Voice (channels_app.voice) ------------------------------------------------------
 # STUN/TURN servers handed to browsers; none by default (calls on one network need none).
@@ -252,6 +267,14 @@ VOICE_TURN_URLS = env.list("VOICE_TURN_URLS", default=[])
 VOICE_TURN_SECRET = env.str("VOICE_TURN_SECRET", default="")
 VOICE_TURN_TTL_SECONDS = env.int("VOICE_TURN_TTL_SECONDS", default=3600)
 VOICE_RING_TIMEOUT_SECONDS = env.int("VOICE_RING_TIMEOUT_SECONDS", default=45)
+# Signalling frames (SDP with video is ~10 KB) and how many one socket may send per 10 s (ICE bursts).
+VOICE_MAX_FRAME_BYTES = env.int("VOICE_MAX_FRAME_BYTES", default=32 * 1024)
+VOICE_RATE_LIMIT_PER_10S = env.int("VOICE_RATE_LIMIT_PER_10S", default=200)
+# Safety net behind the per-call ring timer (a lost countdown task).
+CELERY_BEAT_SCHEDULE["voice-ring-sweep"] = {
+    "task": "channels_app.voice.tasks.calls_ring_sweep",
+    "schedule": env.float("VOICE_RING_SWEEP_SECONDS", default=15.0),
+}
 
 # --- Security ----------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

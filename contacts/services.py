@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agents.models import AgentProfile, AgentState
+from channels_app.voice.models import CallSession
 from channels_app.webchat.models import ChatSession
 from contacts.models import Contact, ContactMerge, ContactPoint
 from contacts.normalize import normalize_point
@@ -373,6 +374,7 @@ def contact_point_remove(*, actor, point: ContactPoint) -> None:
 MOVED_RELATIONS: tuple[tuple[str, type[models.Model]], ...] = (
     ("conversations", Conversation),
     ("chat_sessions", ChatSession),
+    ("call_sessions", CallSession),
 )
 # Chunks for id lists, well under SQLite's limit on query parameters.
 _CHUNK = 500
@@ -745,6 +747,7 @@ def contact_export(*, actor, contact: Contact) -> dict[str, Any]:
         "points": _rows(ContactPoint.objects.filter(contact_id__in=family)),
         "conversations": conversations,
         "chat_sessions": _rows(ChatSession.objects.filter(contact_id__in=family)),
+        "call_sessions": _rows(CallSession.objects.filter(contact_id__in=family)),
         "merges": merges,
         "audit": audit,
     }
@@ -844,6 +847,8 @@ def contact_erase(*, actor, contact: Contact) -> dict[str, int]:
     for session_id in sessions.values_list("pk", flat=True):
         # The browser's visitor id is an online identifier: a fresh random one breaks the link.
         ChatSession.objects.filter(pk=session_id).update(visitor_id=uuid.uuid4())
+    for session_id in CallSession.objects.filter(contact_id__in=family).values_list("pk", flat=True):
+        CallSession.objects.filter(pk=session_id).update(visitor_id=uuid.uuid4())
     for merge in ContactMerge.objects.filter(Q(target_id__in=family) | Q(source_id__in=family)):
         merge.snapshot = _scrub_snapshot(merge.snapshot)
         merge.save(update_fields=["snapshot"])

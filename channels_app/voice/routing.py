@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from channels_app.voice.consumers import VoiceConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/voice/", VoiceConsumer.as_asgi(), name="ws-voice"),
+]

@@ -398,6 +398,9 @@
         state.visitor = String(frame.visitor);
         storage.setItem(KEY + "visitor", state.visitor);
       }
+      // The call controls (voice-customer.js) authenticate their own socket with the same token.
+      window.parleyChatSession = { token: state.token, conversation: String(frame.conversation || "") };
+      document.dispatchEvent(new CustomEvent("parley:chat-session", { detail: window.parleyChatSession }));
       state.pendingStart = null;
       state.reconnectDelay = 1000;
       el.prechatSubmit.disabled = false;
