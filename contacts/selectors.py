@@ -217,6 +217,23 @@ def contacts_search(*, query: str, after: tuple[datetime, int] | None = None, li
     )
 
 
+def contact_points_loaded(*, contact: Contact) -> list[ContactPoint]:
+    """The contact's addresses, oldest first, read once per contact object and then kept on it.
+
+    The workspace asks for them several times (the contact panel, each composer channel's check);
+    the first call loads them, later calls reuse the prefetched list.
+    """
+    if "points" not in getattr(contact, "_prefetched_objects_cache", {}):
+        prefetch_related_objects(
+            [contact], Prefetch("points", queryset=ContactPoint.objects.order_by("created_at", "id"))
+        )
+    return list(contact.points.all())
+
+
+def contact_addresses(*, contact: Contact, kind: str) -> list[str]:
+    return [point.value for point in contact_points_loaded(contact=contact) if point.kind == kind]
+
+
 def contact_point_owner(*, kind: str, value: str, exclude: Contact | None = None) -> Contact | None:
     """The contact that already owns this address, if any; for a warning while an agent types it.
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -110,13 +122,28 @@ def acl_for_agent(*, agent) -> list[Conversation]:
 def _entries_for_display() -> QuerySet[TimelineEntry]:
     return TimelineEntry.objects.select_related(
         "message", "message__author_agent", "note", "note__author", "interaction", "actor"
-    ).prefetch_related("message__attachments")
+    ).annotate(message_has_files=Exists(Attachment.objects.filter(message_id=OuterRef("message_id"))))
+
+
+def _with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """Load the attachments of the messages that have any, in one query; none at all when no message has.
+
+    Messages without files get an empty list up front, so the template's ``message.attachments.all``
+    never queries per message.
+    """
+    with_files = [entry.message for entry in entries if entry.message_id and entry.message_has_files]
+    for entry in entries:
+        if entry.message_id and not entry.message_has_files:
+            entry.message._prefetched_objects_cache = {"attachments": Attachment.objects.none()}
+    if with_files:
+        prefetch_related_objects(with_files, "attachments")
+    return entries
 
 
 def conversation_timeline_tail(*, conversation: Conversation, limit: int = 100) -> tuple[list[TimelineEntry], bool]:
     """The newest ``limit`` timeline entries in time order, and whether older ones exist."""
     newest = list(_entries_for_display().filter(conversation=conversation).order_by("-created_at", "-id")[: limit + 1])
-    return list(reversed(newest[:limit])), len(newest) > limit
+    return _with_files(list(reversed(newest[:limit]))), len(newest) > limit
 
 
 def conversation_timeline_before(
@@ -132,31 +159,38 @@ def conversation_timeline_before(
         .filter(Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], id__lt=before_id))
         .order_by("-created_at", "-id")[: limit + 1]
     )
-    return list(reversed(older[:limit])), len(older) > limit
+    return _with_files(list(reversed(older[:limit]))), len(older) > limit
 
 
 def conversation_entries_after(*, conversation: Conversation, after_id: int, limit: int = 500) -> list[TimelineEntry]:
     """Entries a client has not seen yet (ids are handed out in commit order), in time order."""
-    return list(
-        _entries_for_display().filter(conversation=conversation, id__gt=after_id).order_by("created_at", "id")[:limit]
+    return _with_files(
+        list(
+            _entries_for_display()
+            .filter(conversation=conversation, id__gt=after_id)
+            .order_by("created_at", "id")[:limit]
+        )
     )
 
 
 def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> TimelineEntry | None:
-    return _entries_for_display().filter(conversation=conversation, pk=entry_id).first()
+    entry = _entries_for_display().filter(conversation=conversation, pk=entry_id).first()
+    return _with_files([entry])[0] if entry is not None else None
 
 
 def conversation_receipt_entries(*, conversation: Conversation, limit: int = 50) -> list[TimelineEntry]:
     """The agent's latest chat messages, whose delivery marks may have moved on."""
-    return list(
-        _entries_for_display()
-        .filter(
-            conversation=conversation,
-            kind=TimelineEntry.Kind.MESSAGE,
-            message__direction=Direction.OUTBOUND,
-            message__medium=Medium.CHAT,
+    return _with_files(
+        list(
+            _entries_for_display()
+            .filter(
+                conversation=conversation,
+                kind=TimelineEntry.Kind.MESSAGE,
+                message__direction=Direction.OUTBOUND,
+                message__medium=Medium.CHAT,
+            )
+            .order_by("-created_at", "-id")[:limit]
         )
-        .order_by("-created_at", "-id")[:limit]
     )
 
 

@@ -24,6 +24,7 @@ from agents.models import AgentProfile
 from agents.selectors import agent_for_request
 from agents.views import state_partial_context
 from channels_app.webchat.services import chat_agent_message, chat_attachment_send, chat_end, live_chat_for
+from contacts.selectors import contact_points_loaded
 from conversations import outbox, routing, selectors
 from conversations.channels import composer_channel, composer_channels_for, composer_send
 from conversations.forms import (
@@ -161,7 +162,7 @@ def contact_context(*, conversation: Conversation | None) -> dict:
     return {
         "contact": contact,
         "conversation": conversation,
-        "points": list(contact.points.all()),
+        "points": sorted(contact_points_loaded(contact=contact), key=lambda point: (point.kind, point.value)),
         "history": selectors.contact_previous_conversations(contact=contact, exclude=conversation),
     }
 

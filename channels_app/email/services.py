@@ -68,9 +68,9 @@ def subject_with_token(subject: str, token: str) -> str:
 
 
 def contact_email_addresses(*, conversation: Conversation) -> list[str]:
-    return list(
-        conversation.contact.points.filter(kind=ContactPoint.Kind.EMAIL).order_by("id").values_list("value", flat=True)
-    )
+    from contacts.selectors import contact_addresses
+
+    return contact_addresses(contact=conversation.contact, kind=ContactPoint.Kind.EMAIL)
 
 
 def email_unavailable_reason(conversation: Conversation, user) -> str:

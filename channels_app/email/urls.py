@@ -9,6 +9,7 @@ app_name = "email"
 urlpatterns = [
     path("frame/<int:message_id>/", views.html_frame, name="frame"),
     path("c/<uuid:conversation_uuid>/end/", views.email_end, name="end"),
+    path("c/<uuid:conversation_uuid>/fields/", views.composer_fields, name="composer-fields"),
     path("offers/<int:offer_id>/postpone/", views.offer_postpone, name="offer-postpone"),
     path("queue/", views.queue_page, name="queue"),
     path("queue/<int:parked_id>/take/", views.parked_take, name="parked-take"),

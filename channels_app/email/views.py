@@ -52,6 +52,16 @@ def html_frame(request: HttpRequest, message_id: int) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def composer_fields(request: HttpRequest, conversation_uuid) -> HttpResponse:
+    """The email fields of the workspace composer, loaded when the agent first chooses email."""
+    from conversations import views as conversation_views
+
+    user, conversation = conversation_views._conversation_or_404(request, conversation_uuid)
+    return render(request, "email/composer_fields_loaded.html", {"conversation": conversation, "me": user})
+
+
+@login_required
 @require_POST
 def email_end(request: HttpRequest, conversation_uuid) -> HttpResponse:
     """The agent is done with email in this conversation."""

@@ -32,6 +32,7 @@ from channels_app.sms import provider
 from channels_app.sms.models import DevelopmentSms, SmsAccount, SmsNumber, SmsOptOut
 from contacts.models import ContactPoint
 from contacts.normalize import normalize_phone
+from contacts.selectors import contact_addresses
 from conversations import events
 from conversations.models import Attachment, Conversation, Direction, Interaction, Medium, Message, TimelineEntry
 from conversations.outbox import (
@@ -108,8 +109,8 @@ def sms_recipient(*, conversation: Conversation) -> str | None:
             break
     if interaction is not None:
         return interaction.details["phone"]
-    point = conversation.contact.points.filter(kind=ContactPoint.Kind.PHONE).order_by("created_at", "id").first()
-    return point.value if point else None
+    phones = contact_addresses(contact=conversation.contact, kind=ContactPoint.Kind.PHONE)
+    return phones[0] if phones else None
 
 
 def sms_number_for(*, conversation: Conversation) -> SmsNumber | None:
@@ -131,12 +132,14 @@ def sms_unavailable_reason(conversation: Conversation, user) -> str:
     """ "" when the agent may send an SMS in ``conversation`` now, else why not (shown in the composer)."""
     if conversation.assigned_agent_id != user.pk:
         return _("This conversation is not yours.")
-    phone = sms_recipient(conversation=conversation)
-    if not phone:
+    # The workspace asks on every render: the contact's numbers come from the addresses it has loaded
+    # anyway, and one query looks them all up in the opt-out list. Sending checks the exact recipient.
+    phones = contact_addresses(contact=conversation.contact, kind=ContactPoint.Kind.PHONE)
+    if not phones:
         return _("The contact has no phone number.")
-    opt_out = sms_opted_out(phone=phone)
-    if opt_out is not None:
-        return _opted_out_reason(opt_out)
+    opt_outs = {row.phone_number: row for row in SmsOptOut.objects.filter(phone_number__in=phones)}
+    if len(opt_outs) == len(set(phones)):
+        return _opted_out_reason(opt_outs[phones[0]])
     return ""
 
 

@@ -115,6 +115,7 @@ RULES: dict[str, Rule] = {
     "sms:end": agent_own("POST", "/sms/c/{conversation}/end/"),
     "email:frame": agent_own("GET", "/email/frame/{email_message}/"),
     "email:end": agent_own("POST", "/email/c/{conversation}/end/"),
+    "email:composer-fields": agent_own("GET", "/email/c/{conversation}/fields/"),
     "email:offer-postpone": agent_own("POST", "/email/offers/{offer}/postpone/"),
     "email:queue": agent_only("GET", "/email/queue/"),
     "email:parked-take": Rule("POST", "/email/queue/999999/take/", LOGIN, DENY, DENY, DENY),

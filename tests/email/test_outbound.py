@@ -210,7 +210,12 @@ def test_follow_up_by_email_defaults_the_composer_to_email_and_sends(
     page = agent_client.get(reverse("conversations:page", args=[conversation.uuid]))
     html = page.content.decode()
     assert 'data-channel="email"' in html
-    assert 'name="email_to" type="email" value="follow@example.com"' in html
+    # Email is the default channel here, so its fields load at once (hx-trigger "load").
+    fields_url = reverse("email:composer-fields", args=[conversation.uuid])
+    assert f'hx-get="{fields_url}"' in html
+    assert 'hx-trigger="load"' in html
+    fields = agent_client.get(fields_url).content.decode()
+    assert 'name="email_to" type="email" value="follow@example.com"' in fields
     with django_capture_on_commit_callbacks(execute=True):
         _compose(agent_client, conversation, text="Following up on your request.")
     message = Message.objects.get(conversation=conversation, medium=Medium.EMAIL)
