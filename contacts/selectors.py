@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+import phonenumbers
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
@@ -68,116 +68,132 @@ def _like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _doc_q(*texts: str) -> Q | None:
-    """Contacts whose search document (names, company, addresses) contains any of ``texts``, in one lookup
-    of the substring index (contacts.search_index); None where the database has no such index."""
-    texts = tuple(dict.fromkeys(text for text in texts if text))
-    vendor = connection.vendor
-    if vendor == "sqlite" and search_index.supported(connection):
-        # The trigram tokenizer answers quoted phrases of 3+ characters from its index (OR between them),
-        # folding case for every alphabet; shorter text is matched with LIKE over the documents instead.
-        if all(len(text) >= 3 for text in texts):
-            phrases = " OR ".join('"' + text.replace('"', '""') + '"' for text in texts)
-            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [phrases]))
-        variants = [variant for text in texts for variant in _case_variants(text)]
-        likes = " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(variants))
-        params = [_like_pattern(variant) for variant in variants]
-        return Q(pk__in=RawSQL(f"SELECT rowid FROM contacts_search WHERE {likes}", params))  # noqa: S608, S611 - placeholders only
-    if vendor == "postgresql":
-        likes = " OR ".join(["doc ILIKE %s"] * len(texts))
-        params = [_like_pattern(text) for text in texts]
-        return Q(pk__in=RawSQL(f"SELECT contact_id FROM contacts_search WHERE {likes}", params))  # noqa: S608, S611 - placeholders only
-    return None
+def _indexed() -> bool:
+    return connection.vendor in ("sqlite", "postgresql") and search_index.supported(connection)
 
 
-def _text_q(text: str) -> Q:
-    indexed = _doc_q(text)
-    if indexed is not None:
-        return indexed
+def _doc_q(groups: list[list[str]]) -> Q:
+    """Contacts whose search document (names, company, addresses) contains, for every group, one of its
+    texts: ONE lookup of the substring index (contacts.search_index), so a query of several words costs
+    what its rarest word costs instead of materialising every word's matches."""
+    groups = [list(dict.fromkeys(text for text in group if text)) for group in groups]
+    groups = [group for group in groups if group]
+    if connection.vendor == "sqlite":
+        # The trigram tokenizer answers quoted phrases of 3+ characters from its index, folding case for
+        # every alphabet; a shorter text is matched with LIKE over the documents instead.
+        if all(len(text) >= 3 for group in groups for text in group):
+            expression = " AND ".join(
+                "(" + " OR ".join('"' + text.replace('"', '""') + '"' for text in group) + ")" for group in groups
+            )
+            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [expression]))
+        clauses, params = [], []
+        for group in groups:
+            variants = [variant for text in group for variant in _case_variants(text)]
+            clauses.append("(" + " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(variants)) + ")")
+            params += [_like_pattern(variant) for variant in variants]
+        where = " AND ".join(clauses)
+        return Q(pk__in=RawSQL(f"SELECT rowid FROM contacts_search WHERE {where}", params))  # noqa: S608, S611 - placeholders only
+    clauses, params = [], []
+    for group in groups:
+        clauses.append("(" + " OR ".join(["doc ILIKE %s"] * len(group)) + ")")
+        params += [_like_pattern(text) for text in group]
+    where = " AND ".join(clauses)
+    return Q(pk__in=RawSQL(f"SELECT contact_id FROM contacts_search WHERE {where}", params))  # noqa: S608, S611 - placeholders only
+
+
+def _scan_q(group: list[str]) -> Q:
+    """Without the index: one group's texts in names, company or any address (a scan)."""
     q = Q()
-    for variant in _case_variants(text):
-        q |= (
-            Q(first_name__icontains=variant)
-            | Q(last_name__icontains=variant)
-            | Q(company__icontains=variant)
-            | _point_exists(value__icontains=variant)
-        )
+    for text in group:
+        for variant in _case_variants(text):
+            q |= (
+                Q(first_name__icontains=variant)
+                | Q(last_name__icontains=variant)
+                | Q(company__icontains=variant)
+                | _point_exists(value__icontains=variant)
+            )
     return q
 
 
-def _number_forms(raw: str) -> list[str]:
-    """What a phone number typed in any format is looked up by: its E.164 value, and its digits (without
-    the zeros of a national "030 12…" or international "0049 30 12…" prefix, which "+4930…" lacks)."""
-    forms = []
-    with contextlib.suppress(ValidationError):
-        forms.append(normalize_phone(raw))
-    digits = re.sub(r"\D", "", raw)
-    forms += [fragment for fragment in (digits, digits.lstrip("0")) if len(fragment) >= _MIN_NUMBER_DIGITS]
-    return list(dict.fromkeys(forms))
-
-
-def _number_q(raw: str, *, kind: str | None = None, also: tuple[str, ...] = ()) -> Q | None:
-    """A phone number in any format: its E.164 value exactly, or its digits within a stored number.
-
-    ``also``: further text that may match anywhere (a number run in the search box may be part of a name).
-    """
-    forms = _number_forms(raw)
-    if not forms and not also:
+def _valid_phone(raw: str) -> str | None:
+    """The E.164 form of ``raw`` when it is a complete, valid number (not a fragment of one)."""
+    try:
+        value = normalize_phone(raw)
+    except ValidationError:
         return None
-    indexed = _doc_q(*forms, *also)
-    if indexed is not None:
-        if kind is None:
-            return indexed
-        # The index narrows the candidates; the EXISTS keeps the match to an address of the kind asked.
-        in_kind = Q()
-        for form in forms:
-            in_kind |= _point_exists(kind=kind, value__contains=form)
-        return indexed & in_kind if forms else None
-    q = Q()
-    for form in forms:
-        q |= _point_exists(value__contains=form, **({"kind": kind} if kind else {}))
-    for text in also:
-        q |= _text_q(text)
-    return q or None
+    return value if phonenumbers.is_valid_number(phonenumbers.parse(value)) else None
+
+
+def _digit_fragments(raw: str) -> list[str]:
+    """Digits of a partial number, also without the zeros of a national "030 12…" or international
+    "0049 30 12…" prefix, which the stored "+4930…" lacks."""
+    digits = re.sub(r"\D", "", raw)
+    return [fragment for fragment in dict.fromkeys((digits, digits.lstrip("0"))) if len(fragment) >= _MIN_NUMBER_DIGITS]
+
+
+def _phone_exact_q(value: str) -> Q:
+    # The unique (kind, value) index: one seek, whatever the number of contacts.
+    return Q(pk__in=ContactPoint.objects.filter(kind=ContactPoint.Kind.PHONE, value=value).values("contact_id"))
 
 
 def _search_q(query: str) -> Q | None:
     """Turn the search box into one filter; every term must match (AND).
 
     ``email:``, ``phone:`` and ``company:`` look in that field only; other
-    words match names, company or any contact point; a phone number typed in
-    any format also matches its E.164 value. Returns None when a term can
-    match nothing (a ``phone:`` without digits).
+    words match names, company or any contact point; a complete phone number
+    typed in any format matches its E.164 value, a partial one the digits of a
+    stored number. Returns None when a term can match nothing (a ``phone:``
+    without digits).
     """
-    terms: list[Q] = []
+    groups: list[list[str]] = []  # substring groups, answered together by the index
+    filters: list[Q] = []  # further conditions (exact numbers, the field a prefix names)
     impossible = False
+
+    def number(raw: str, *, kind: str | None = None, also_text: bool = False) -> bool:
+        exact = _valid_phone(raw)
+        fragments = _digit_fragments(raw)
+        if exact is None and not fragments:
+            return False
+        alternatives = [*fragments, raw] if also_text else fragments
+        in_kind = Q()
+        if kind is not None:
+            for fragment in fragments:
+                in_kind |= _point_exists(kind=kind, value__contains=fragment)
+        if exact is None:
+            groups.append(alternatives)
+            filters.append(in_kind)
+            return True
+        # A complete number: its E.164 value through the address index, or (a number the contact has in
+        # a longer form, a name with digits) its digits anywhere.
+        partial = (_doc_q([alternatives]) if _indexed() else _scan_q(alternatives)) & in_kind
+        filters.append(_phone_exact_q(exact) | partial if alternatives else _phone_exact_q(exact))
+        return True
 
     def phone_prefix(match: re.Match) -> str:
         nonlocal impossible
         value = (match.group(1) or match.group(2) or match.group(3) or "").strip()
-        if value:
-            number = _number_q(value, kind=ContactPoint.Kind.PHONE)
-            if number is None:
-                impossible = True
-            else:
-                terms.append(number)
+        if value and not number(value, kind=ContactPoint.Kind.PHONE):
+            impossible = True
         return " "
 
     def other_prefix(match: re.Match) -> str:
         prefix, value = match.group(1).lower(), (match.group(2) or match.group(3) or "").strip()
         if value and prefix == "email":
-            narrowed = _doc_q(value.lower()) or Q()
-            terms.append(narrowed & _point_exists(kind=ContactPoint.Kind.EMAIL, value__icontains=value.lower()))
+            groups.append([value.lower()])
+            filters.append(_point_exists(kind=ContactPoint.Kind.EMAIL, value__icontains=value.lower()))
         elif value:
+            groups.append([value])
             in_company = Q()
             for variant in _case_variants(value):
                 in_company |= Q(company__icontains=variant)
-            terms.append((_doc_q(value) or Q()) & in_company)
+            filters.append(in_company)
         return " "
 
     def number_run(match: re.Match) -> str:
         raw = match.group(0).strip()
-        terms.append(_number_q(raw, also=(raw,)) or _text_q(raw))
+        # A run of digits may be a phone number or part of a name ("Meyer 1234").
+        if not number(raw, also_text=True):
+            groups.append([raw])
         return " "
 
     rest = _PHONE_PREFIX_RE.sub(phone_prefix, query)
@@ -186,12 +202,18 @@ def _search_q(query: str) -> Q | None:
     for quoted, word in _WORD_RE.findall(rest):
         text = (quoted or word).strip()
         if text:
-            terms.append(_text_q(text))
+            groups.append([text])
     if impossible:
         return None
     combined = Q()
-    for term in terms:
-        combined &= term
+    if groups:
+        if _indexed():
+            combined &= _doc_q(groups)
+        else:
+            for group in groups:
+                combined &= _scan_q(group)
+    for condition in filters:
+        combined &= condition
     return combined
 
 
