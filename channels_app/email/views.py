@@ -16,6 +16,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents.selectors import agent_for_user
 from channels_app.email import selectors, services
+from channels_app.email.models import ParkedEmail
+from conversations.models import Offer
+from core.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ def offer_postpone(request: HttpRequest, offer_id: int) -> HttpResponse:
     from conversations import views as conversation_views
 
     _agent_or_403(request)
+    if not Offer.objects.filter(pk=offer_id, agent=request.user).exists():
+        raise Http404(_("No such offer."))
     try:
         services.email_offer_postpone(offer_id=offer_id, agent_user=request.user)
         error = ""
@@ -112,6 +117,8 @@ def queue_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def parked_take(request: HttpRequest, parked_id: int) -> HttpResponse:
     _agent_or_403(request)
+    if not ParkedEmail.objects.filter(pk=parked_id, agent=request.user).exists():
+        raise Http404(_("No such email in your queue."))
     try:
         interaction = services.email_parked_take(parked_id=parked_id, agent_user=request.user)
     except ValidationError:
@@ -160,6 +167,7 @@ _mailgun_view = None
 
 
 @csrf_exempt
+@rate_limited("webhook", "RATE_LIMIT_WEBHOOK", methods=("POST", "GET"))
 def mailgun_inbound(request: HttpRequest) -> HttpResponse:
     """Mailgun's inbound route (forward, raw MIME or parsed); refused outright while no signing key is set.
 

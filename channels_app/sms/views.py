@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from channels_app.sms import provider, services
 from channels_app.sms.models import SmsAccount, SmsNumber
+from core.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def _twiml() -> HttpResponse:
 
 
 @csrf_exempt
+@rate_limited("webhook", "RATE_LIMIT_WEBHOOK", methods=("POST", "GET"))
 @require_POST
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
     account = _verified_account(request)
@@ -80,6 +82,7 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@rate_limited("webhook", "RATE_LIMIT_WEBHOOK", methods=("POST", "GET"))
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
     if _verified_account(request) is None:

@@ -9,6 +9,7 @@ or 422), "login" (sent to the login page), "deny" (403 or 404: not theirs, or no
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -113,12 +114,13 @@ RULES: dict[str, Rule] = {
     "sms:twilio-inbound": signed("POST", "/sms/twilio/inbound/"),
     "sms:twilio-status": signed("POST", "/sms/twilio/status/"),
     "sms:end": agent_own("POST", "/sms/c/{conversation}/end/"),
-    "email:frame": agent_own("GET", "/email/frame/{email_message}/"),
+    # The mail's HTML: the conversation's agent (and agents who worked it) and supervisors.
+    "email:frame": Rule("GET", "/email/frame/{email_message}/", LOGIN, OK, DENY, OK),
     "email:end": agent_own("POST", "/email/c/{conversation}/end/"),
     "email:composer-fields": agent_own("GET", "/email/c/{conversation}/fields/"),
     "email:offer-postpone": agent_own("POST", "/email/offers/{offer}/postpone/"),
     "email:queue": agent_only("GET", "/email/queue/"),
-    "email:parked-take": Rule("POST", "/email/queue/999999/take/", LOGIN, DENY, DENY, DENY),
+    "email:parked-take": agent_own("POST", "/email/queue/{parked}/take/"),
     "email:signature": agent_only("GET", "/email/signature/"),
     "email:transcript": signed("POST", "/email/transcript/"),
     "email:mailgun-inbound": signed("POST", "/email/inbound/mailgun/"),
@@ -196,11 +198,17 @@ def world():
     from django.utils import timezone
 
     offer = Offer.objects.create(interaction=queued, agent=agent.user, expires_at=timezone.now() + timedelta(minutes=5))
+    from channels_app.email.models import EmailMeta, ParkedEmail
     from conversations.models import CannedResponse
+
+    EmailMeta.objects.create(message=email_message, rfc_message_id="<matrix@example.com>", html="<p>Hello</p>")
+    parked_mail = interaction_start(conversation=conversation, medium=Medium.EMAIL, direction=Direction.INBOUND)
+    parked = ParkedEmail.objects.create(interaction=parked_mail, agent=agent.user, service_id=service.pk)
 
     canned = CannedResponse.objects.create(owner=agent.user, shortcut="mine", title="Mine", body="Hi")
     values = {
         "canned": canned.pk,
+        "parked": parked.pk,
         "conversation": conversation.uuid,
         "message": message.pk,
         "email_message": email_message.pk,
@@ -246,7 +254,14 @@ def test_each_role_gets_the_answer_the_rule_names(world, name):
 
 HOST = (b"host", b"127.0.0.1:8000")
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
-WS_ROUTES = ["/ws/agent/", "/ws/chat/", "/ws/voice/", "/ws/supervisor/"]
+WS_ROUTES = [
+    "/ws/agent/",
+    "/ws/chat/",
+    "/ws/voice/",
+    "/ws/supervisor/agents/",
+    "/ws/supervisor/queues/",
+    f"/ws/supervisor/conversations/{uuid.UUID(int=1)}/",
+]
 
 
 async def _connect(path: str, headers) -> tuple[bool, object, WebsocketCommunicator]:
@@ -263,7 +278,15 @@ async def test_websockets_refuse_a_foreign_or_missing_origin(path):
         await communicator.disconnect()
 
 
-@pytest.mark.parametrize("path", ["/ws/agent/", "/ws/supervisor/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/agent/",
+        "/ws/supervisor/agents/",
+        "/ws/supervisor/queues/",
+        f"/ws/supervisor/conversations/{uuid.UUID(int=1)}/",
+    ],
+)
 async def test_staff_sockets_close_an_anonymous_client_before_joining_anything(path):
     connected, _code, communicator = await _connect(path, [HOST, ORIGIN])
     if connected:

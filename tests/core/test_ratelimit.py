@@ -74,3 +74,16 @@ def test_the_public_chat_page_is_limited_per_address(settings):
     client = _client()
     assert [client.get(url).status_code for _ in range(3)] == [200, 200, 429]
     assert _client().get(url).status_code == 200
+
+
+@pytest.mark.parametrize("url_name", ["sms:twilio-inbound", "sms:twilio-status", "email:mailgun-inbound"])
+def test_provider_webhooks_are_limited_per_address(settings, url_name):
+    settings.RATE_LIMIT_WEBHOOK = "2/60"
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": "key-for-the-limit-test"}
+    client = _client()
+    url = reverse(url_name)
+    # Unsigned requests are refused (403 from the signature check, 4xx from anymail) until the limit
+    # cuts the address off before any work is done.
+    statuses = [client.post(url, {"x": "1"}).status_code for _ in range(3)]
+    assert all(400 <= status < 500 and status != 429 for status in statuses[:2]), statuses
+    assert statuses[2] == 429
