@@ -163,10 +163,17 @@ def _search_q(query: str) -> Q | None:
             groups.append(alternatives)
             filters.append(in_kind)
             return True
-        # A complete number: its E.164 value through the address index, or (a number the contact has in
-        # a longer form, a name with digits) its digits anywhere.
-        partial = (_doc_q([alternatives]) if _indexed() else _scan_q(alternatives)) & in_kind
-        filters.append(_phone_exact_q(exact) | partial if alternatives else _phone_exact_q(exact))
+        # A complete number: when a contact has exactly it, one seek of the address index answers (digit
+        # runs such as "000" are in every number, so the substring index would read them all); otherwise
+        # its digits may still be part of a longer stored number or of a name.
+        if not alternatives or ContactPoint.objects.filter(kind=ContactPoint.Kind.PHONE, value=exact).exists():
+            filters.append(_phone_exact_q(exact))
+        else:
+            if _indexed():
+                groups.append(alternatives)
+            else:
+                filters.append(_scan_q(alternatives))
+            filters.append(in_kind)
         return True
 
     def phone_prefix(match: re.Match) -> str:

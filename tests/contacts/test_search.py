@@ -194,8 +194,9 @@ def test_search_runs_two_queries_whatever_the_number_of_contacts(django_assert_n
             (PHONE, f"+49301234{index:03d}"), (EMAIL, f"c{index}@example.com"), last_name="Counted", company="Acme"
         )
 
-    for query in ("counted", "phone:030 1234000 counted", "email:example company:acme"):
-        with django_assert_num_queries(2):
+    # A complete phone number costs one more: a seek for its exact value (contacts.selectors._search_q).
+    for query, queries in (("counted", 2), ("phone:030 1234000 counted", 3), ("email:example company:acme", 2)):
+        with django_assert_num_queries(queries):
             found = contacts_search(query=query, limit=25)
             assert all(len(contact.points.all()) == 2 for contact in found)
     with django_assert_num_queries(2):
