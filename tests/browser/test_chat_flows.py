@@ -417,7 +417,11 @@ def test_customer_reload_keeps_the_chat_and_backfills(demo_data, live_server_url
     expect(agent_texts).to_have_text(["Yes, bikes are welcome.", "Please book a bike slot."])
 
     # The connection drops and stays down while Jonas writes twice.
-    customer.evaluate("() => { window.__holdSockets = true; window.__sockets.filter((s) => s.url.includes('/ws/chat/')).at(-1).close(); }")
+    # The chat's own socket (the call controls keep one of their own beside it).
+    customer.evaluate(
+        "() => { window.__holdSockets = true;"
+        " window.__sockets.filter((s) => s.url.includes('/ws/chat/')).at(-1).close(); }"
+    )
     expect(customer.locator("#chat-connection")).to_have_attribute("data-connected", "false")
     expect(customer.locator("#chat-connection")).to_have_text("Connection lost. Reconnecting…")
     agent_says(a, conversation, "The slot costs 10 euros.")
