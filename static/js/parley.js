@@ -338,6 +338,28 @@
       // The header or composer changes size: a timeline read to the end stays at the end.
       var timeline = currentTimeline();
       keepTimelineAtEnd = keepTimelineAtEnd || Boolean(timeline && nearBottom(timeline));
+      // A new composer (a channel became available, wrap-up began) keeps the agent's draft and focus.
+      var draft = target.querySelector("[data-composer-text]");
+      var fresh = incoming.querySelector && incoming.querySelector("[data-composer-text]");
+      if (draft && fresh && draft.value) {
+        fresh.textContent = draft.value;
+        if (document.activeElement === draft) {
+          refocusAfterSwap = draft.id;
+        }
+      }
+    }
+  });
+
+  var refocusAfterSwap = "";
+
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    if (refocusAfterSwap) {
+      var again = document.getElementById(refocusAfterSwap);
+      refocusAfterSwap = "";
+      if (again) {
+        again.focus();
+        again.setSelectionRange(again.value.length, again.value.length);
+      }
     }
   });
 
