@@ -30,6 +30,25 @@ class Limit:
         return cls(int(hits), int(seconds or 60))
 
 
+class TokenBucket:
+    """``capacity`` actions, refilled evenly over ``period`` seconds (a per-socket frame limit)."""
+
+    def __init__(self, capacity: int, period: float) -> None:
+        self.capacity = float(max(1, capacity))
+        self.rate = self.capacity / period
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 def limit_exceeded(*, scope: str, key: str, limit: str | Limit) -> int:
     """Count one hit of ``key`` in ``scope``; returns 0 while within the limit, else seconds to wait."""
     if isinstance(limit, str):

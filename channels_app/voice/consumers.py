@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
@@ -41,6 +40,7 @@ from channels_app.voice import selectors, services
 from channels_app.voice.events import voice_agent_group, voice_conversation_group
 from core.groups import agent_group, conversation_group
 from core.i18n import language_from_scope
+from core.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -80,23 +80,6 @@ class FrameError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
-
-
-class TokenBucket:
-    def __init__(self, capacity: int, period: float) -> None:
-        self.capacity = float(max(1, capacity))
-        self.rate = self.capacity / period
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 # --- frame validation ---------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -38,7 +37,7 @@ from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
-from core.ratelimit import limit_exceeded, scope_address
+from core.ratelimit import TokenBucket, limit_exceeded, scope_address
 
 logger = logging.getLogger(__name__)
 
@@ -71,25 +70,6 @@ MAX_CLIENT_ID_CHARS = 64
 MAX_FIELD_CHARS = 254
 # Entry ids already sent on this socket; kept bounded.
 SENT_IDS_KEPT = 2000
-
-
-class TokenBucket:
-    """``capacity`` actions, refilled evenly over ``period`` seconds."""
-
-    def __init__(self, capacity: int, period: float) -> None:
-        self.capacity = float(max(1, capacity))
-        self.rate = self.capacity / period
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class FrameError(Exception):

@@ -162,8 +162,7 @@ def agent_says(page, conversation: str, text: str) -> None:
 
 
 def serious_axe_violations(page) -> list[str]:
-    if not AXE.exists():
-        pytest.skip("axe-core is not available")
+    assert AXE.exists(), f"axe-core is committed at {AXE}"
     page.add_script_tag(path=str(AXE))
     result = json.loads(page.evaluate("async () => JSON.stringify(await axe.run(document))"))
     return [
