@@ -31,13 +31,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.template.loader import render_to_string
-from django.utils import translation
 from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
 from core.groups import agent_group
-from core.i18n import language_from_scope
+from core.i18n import database_sync_to_async_in_language, language_from_scope
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +187,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def conversation_timeline(self, event: dict) -> None:
         await self.send_html(await self.render_timeline_event(event.get("conversation"), event.get("entry_id")))
 
+    async def conversation_contact(self, event: dict) -> None:
+        await self.send_html(await self.render_contact_update(event.get("conversation")))
+
     async def conversation_receipts(self, event: dict) -> None:
         await self.send_html(await self.render_receipts(event.get("conversation")))
 
@@ -198,8 +200,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     # Rendering (database work in a thread) -------------------------------------------------
     def _render(self, *parts: tuple[str, dict]) -> str:
-        with translation.override(self.language):
-            return "".join(render_to_string(name, context) for name, context in parts)
+        # Called by the render_* methods, which already run in the socket's language.
+        return "".join(render_to_string(name, context) for name, context in parts)
 
     def _user(self):
         return self.scope["user"]
@@ -247,22 +249,22 @@ class AgentConsumer(AsyncWebsocketConsumer):
             (views.CONTACT_PANEL, {**views.contact_context(conversation=None), "only_if_showing": conversation_uuid}),
         ]
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_state(self) -> str:
         agent = agent_for_user(user=self._user())
         return self._render(("agents/desktop.html#agent-state", state_partial_context(agent=agent)))
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_overview(self) -> str:
         return self._render(*self._overview_parts())
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_offers(self) -> str:
         from conversations import views
 
         return self._render((views.OFFERS, views.offers_context(user=self._user())))
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_resync(self, target: str, after: int) -> tuple[str, bool]:
         from conversations import selectors, views
 
@@ -283,7 +285,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             parts.extend(self._gone_parts(target))
         return self._render(*parts), conversation is not None
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_conversation_update(self, conversation_uuid: str | None) -> str:
         from conversations import views
 
@@ -293,7 +295,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
             parts.extend(self._controls_parts(conversation) if conversation else self._gone_parts(conversation_uuid))
         return self._render(*parts)
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
+    def render_contact_update(self, conversation_uuid: str | None) -> str:
+        from conversations import views
+
+        # The list shows the contact's name; the open conversation's panel and composer its addresses.
+        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
+        if conversation_uuid and conversation_uuid == self.open_conversation:
+            conversation = self._own_conversation(conversation_uuid)
+            if conversation is not None:
+                parts.extend(self._controls_parts(conversation))
+                parts.append((views.CONTACT_PANEL, views.contact_context(conversation=conversation)))
+        return self._render(*parts)
+
+    @database_sync_to_async_in_language
     def render_timeline_event(self, conversation_uuid: str | None, entry_id) -> str:
         from conversations import selectors, views
 
@@ -311,7 +326,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                         parts.extend(self._controls_parts(conversation))
         return self._render(*parts)
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_receipts(self, conversation_uuid: str | None) -> str:
         from conversations import selectors, views
 
@@ -328,7 +343,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                     parts.append((views.ENTRIES, context))
         return self._render(*parts)
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_typing(self, conversation_uuid: str, typing: bool) -> str:
         from conversations import views
 

@@ -303,7 +303,16 @@ def contact_update(
     for name, value in fields.items():
         setattr(contact, name, value)
     contact.save(update_fields=[*fields, "updated_at"])
+    _announce_contact_changed(contact)
     return contact
+
+
+def _announce_contact_changed(contact: Contact) -> None:
+    """The agent working the contact's open conversation sees the change at once (name, addresses, channels)."""
+    for conversation_uuid, agent_id in Conversation.objects.filter(
+        contact=contact, status=Conversation.Status.OPEN, assigned_agent__isnull=False
+    ).values_list("uuid", "assigned_agent_id"):
+        events.conversation_contact_changed(conversation_uuid=conversation_uuid, agent_id=agent_id)
 
 
 @transaction.atomic
@@ -326,7 +335,9 @@ def contact_point_create(*, actor, contact: Contact, kind: str, value: str, labe
     if errors:
         raise ValidationError({key.removeprefix("points-0-"): messages for key, messages in errors.items()})
     _kind, normalized, clean_label = cleaned[0]
-    return _point_insert(contact=contact, kind=kind, value=normalized, label=clean_label, error_key="value")
+    point = _point_insert(contact=contact, kind=kind, value=normalized, label=clean_label, error_key="value")
+    _announce_contact_changed(contact)
+    return point
 
 
 # Media whose live interactions reach the customer through an address of this kind.
@@ -365,6 +376,7 @@ def contact_point_remove(*, actor, point: ContactPoint) -> None:
             params={"value": point.value},
         )
     point.delete()
+    _announce_contact_changed(point.contact)
 
 
 # --- duplicates and merging ----------------------------------------------------------------------

@@ -33,6 +33,14 @@ def conversation_changed(*, conversation_uuid, agent_id: int | None) -> None:
     _to_conversation(conversation_uuid, agent_id, event)
 
 
+def conversation_contact_changed(*, conversation_uuid, agent_id: int) -> None:
+    """The conversation's contact changed (an address added or removed, a name corrected).
+
+    Only the agent's desktop shows it: the contact panel and which channels the composer offers.
+    """
+    publish_on_commit(agent_group(agent_id), {"type": "conversation.contact", "conversation": str(conversation_uuid)})
+
+
 def conversation_receipts(*, conversation_uuid, agent_id: int | None) -> None:
     """Delivery or read marks moved on one side."""
     event = {"type": "conversation.receipts", "conversation": str(conversation_uuid)}

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
+
+T = TypeVar("T")
 
 
 def language_from_scope(scope: dict) -> str:
@@ -22,3 +29,19 @@ def language_from_scope(scope: dict) -> str:
         except LookupError:
             continue
     return settings.LANGUAGE_CODE
+
+
+def database_sync_to_async_in_language(method: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``database_sync_to_async`` for a consumer's render method, run in the socket's ``self.language``.
+
+    Contexts carry strings translated while they are built (a channel's "The contact has no phone
+    number."), not only in the template; the HTTP view builds them in the request's language, and a
+    push must match it word for word, or the client takes it for a changed region and replaces it.
+    """
+
+    @functools.wraps(method)
+    def in_language(self, *args, **kwargs):
+        with translation.override(self.language):
+            return method(self, *args, **kwargs)
+
+    return database_sync_to_async(in_language)

@@ -28,12 +28,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import translation
 
 from agents.models import AgentProfile
 from conversations.models import Service
 from core.groups import agent_group, conversation_group, service_group
-from core.i18n import language_from_scope
+from core.i18n import database_sync_to_async_in_language, language_from_scope
 from supervisor.access import is_supervisor
 
 logger = logging.getLogger(__name__)
@@ -121,8 +120,8 @@ class SupervisorSocket(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     def _render(self, *parts: tuple[str, dict]) -> str:
-        with translation.override(self.language):
-            return "".join(render_to_string(name, context) for name, context in parts)
+        # Called by the render_* methods, which already run in the socket's language.
+        return "".join(render_to_string(name, context) for name, context in parts)
 
     async def render_current(self) -> str:
         raise NotImplementedError
@@ -194,7 +193,7 @@ class BoardConsumer(SupervisorSocket):
     async def service_queue(self, event: dict) -> None:
         await self.board_changed()
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_current(self) -> str:
         from supervisor import views
 
@@ -257,7 +256,7 @@ class MonitorConsumer(SupervisorSocket):
     def _user(self):
         return self.scope["user"]
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_current(self, after: int | None = None) -> str:
         from conversations import selectors
         from supervisor import views
@@ -273,7 +272,7 @@ class MonitorConsumer(SupervisorSocket):
                 parts.append((views.ENTRIES, context))
         return self._render(*parts)
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_entry(self, entry_id: int) -> str:
         from conversations import selectors
         from supervisor import views
@@ -291,7 +290,7 @@ class MonitorConsumer(SupervisorSocket):
             parts.append((views.MONITOR_HEADER, header))
         return self._render(*parts)
 
-    @database_sync_to_async
+    @database_sync_to_async_in_language
     def render_receipts(self) -> str:
         from conversations import selectors
         from supervisor import views

@@ -338,27 +338,105 @@
       // The header or composer changes size: a timeline read to the end stays at the end.
       var timeline = currentTimeline();
       keepTimelineAtEnd = keepTimelineAtEnd || Boolean(timeline && nearBottom(timeline));
-      // A new composer (a channel became available, wrap-up began) keeps the agent's draft and focus.
-      var draft = target.querySelector("[data-composer-text]");
-      var fresh = incoming.querySelector && incoming.querySelector("[data-composer-text]");
-      if (draft && fresh && draft.value) {
-        fresh.textContent = draft.value;
-        if (document.activeElement === draft) {
-          refocusAfterSwap = draft.id;
-        }
+      // A new composer (a channel became available, wrap-up began) keeps what the agent has entered
+      // (a draft, a chosen disposition, wrap-up notes, the channel) and the focus.
+      if (incoming.querySelector) {
+        carryEnteredValues(target, incoming);
       }
     }
   });
 
+  function formKey(el) {
+    var form = el.form || el.closest("form");
+    return (form && form.classList.length ? form.classList[0] : "") + " " + el.name;
+  }
+
+  function counterpart(el, fresh) {
+    var key = formKey(el);
+    var found = null;
+    fresh.querySelectorAll("[name]").forEach(function (candidate) {
+      if (found || formKey(candidate) !== key || candidate.disabled || candidate.type === "hidden") {
+        return;
+      }
+      if (el.type === "radio" || el.type === "checkbox") {
+        if (candidate.value === el.value) {
+          found = candidate;
+        }
+      } else if (candidate.tagName === el.tagName) {
+        found = candidate;
+      }
+    });
+    return found;
+  }
+
+  function carryEnteredValues(target, fresh) {
+    target.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (el) {
+      if (el.type === "hidden" || el.type === "file" || el.disabled) {
+        return;
+      }
+      var other;
+      if (el.type === "radio" || el.type === "checkbox") {
+        if (el.checked === el.defaultChecked || !(other = counterpart(el, fresh))) {
+          return;
+        }
+        fresh.querySelectorAll("[name='" + CSS.escape(el.name) + "']").forEach(function (sibling) {
+          if (formKey(sibling) === formKey(el) && el.type === "radio") {
+            sibling.removeAttribute("checked");
+          }
+        });
+        other.toggleAttribute("checked", el.checked);
+        if (el.name === "channel") {
+          channelChangedBySwap = other;
+        }
+      } else if (el.tagName === "SELECT") {
+        var chosen = Array.prototype.some.call(el.options, function (option) {
+          return option.selected !== option.defaultSelected;
+        });
+        other = counterpart(el, fresh);
+        if (!chosen || !other || !other.querySelector("option[value='" + CSS.escape(el.value) + "']")) {
+          return;
+        }
+        Array.prototype.forEach.call(other.options, function (option) {
+          option.toggleAttribute("selected", option.value === el.value);
+        });
+      } else {
+        if (!el.value || el.value === el.defaultValue || !(other = counterpart(el, fresh))) {
+          return;
+        }
+        if (other.tagName === "TEXTAREA") {
+          other.textContent = el.value;
+        } else {
+          other.setAttribute("value", el.value);
+        }
+      }
+    });
+    var focused = document.activeElement;
+    if (focused && focused.id && target.contains(focused) && fresh.querySelector("[id='" + focused.id + "']")) {
+      refocusAfterSwap = focused.id;
+    }
+  }
+
+  var channelChangedBySwap = null;
+
   var refocusAfterSwap = "";
 
   document.addEventListener("htmx:oobAfterSwap", function () {
+    if (channelChangedBySwap) {
+      // The composer's channel fields follow the restored channel, as if the agent had chosen it again.
+      var radio = channelChangedBySwap;
+      channelChangedBySwap = null;
+      if (radio.isConnected) {
+        radio.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
     if (refocusAfterSwap) {
       var again = document.getElementById(refocusAfterSwap);
       refocusAfterSwap = "";
       if (again) {
         again.focus();
-        again.setSelectionRange(again.value.length, again.value.length);
+        if (again.tagName === "TEXTAREA") {
+          again.setSelectionRange(again.value.length, again.value.length);
+        }
       }
     }
   });

@@ -516,3 +516,57 @@ def test_chat_page_and_desktop_pass_axe_in_german_too(demo_data, live_server_url
         expect(agent.page.locator("#active-conversations .acl-row")).to_have_count(0)
         agent.close()
         customer.close()
+
+
+def test_wrapup_entries_survive_a_composer_pushed_while_the_agent_fills_it_in(demo_data, live_server_url, browser):
+    """A pushed composer with a new key (here: SMS became available) keeps the disposition, notes and draft.
+
+    The agent adds the customer's number in another tab during wrap-up; the workspace offers SMS at once,
+    and what the agent had entered in the wrap-up form and the composer is still there.
+    """
+    from contacts.models import ContactPoint
+    from contacts.services import contact_point_create
+    from conversations.models import Conversation
+    from core import realtime
+
+    realtime.RELAY_THROUGH_DATABASE = realtime.layer_is_in_memory()
+    try:
+        agent = agent_logs_in(browser, live_server_url, "agent2", locale="de-DE")
+        customer = customer_opens_chat(browser, live_server_url, locale="de-DE")
+        fill_prechat(customer.page, name="Wanda Wrapup", question="Bitte um Rückruf")
+        a = agent.page
+        conversation = agent_accepts_offer(a)
+        agent_says(a, conversation, "Ich melde mich per SMS.")
+        a.locator(f"#workspace-header-{conversation} .ws-actions button.danger").click()
+        wrapup = a.locator(".wrapup-form")
+        expect(wrapup).to_be_visible()
+        sms = a.locator(f"#composer-{conversation} input[name='channel'][value='sms']")
+        expect(sms).to_be_disabled()
+
+        wrapup.locator("select[name='disposition']").select_option(label="Follow-up needed")
+        wrapup.locator("textarea[name='notes']").fill("Kunde möchte eine SMS.")
+        draft = a.locator(f"#composer-text-{conversation}")
+        draft.fill("Entwurf einer Notiz")
+
+        def add_number():
+            contact = Conversation.objects.get(uuid=conversation).contact
+            user = Conversation.objects.get(uuid=conversation).assigned_agent
+            contact_point_create(actor=user, contact=contact, kind=ContactPoint.Kind.PHONE, value="+49 30 1234567")
+
+        in_own_thread(add_number)
+        expect(sms).to_be_enabled(timeout=10000)
+        expect(a.locator("#contact-panel .point-value", has_text="+49301234567")).to_have_count(1)
+        expect(wrapup.locator("select[name='disposition'] option:checked")).to_have_text("Follow-up needed")
+        expect(wrapup.locator("textarea[name='notes']")).to_have_value("Kunde möchte eine SMS.")
+        expect(draft).to_have_value("Entwurf einer Notiz")
+
+        wrapup.locator("button[type='submit']").click()
+        expect(a.locator("#active-conversations .acl-row")).to_have_count(0)
+        closed = in_own_thread(lambda: Conversation.objects.select_related("disposition").get(uuid=conversation))
+        assert closed.status == Conversation.Status.CLOSED
+        assert (closed.disposition.name, closed.notes) == ("Follow-up needed", "Kunde möchte eine SMS.")
+        for person in (agent, customer):
+            assert person.errors == []
+            person.close()
+    finally:
+        realtime.RELAY_THROUGH_DATABASE = False

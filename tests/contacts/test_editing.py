@@ -224,3 +224,52 @@ def test_a_supervisor_can_edit_contacts(supervisor):
     contact_update(actor=supervisor, contact=contact, last_name="Schmidt")
 
     assert Contact.objects.get().display_name == "Anna Schmidt"
+
+
+class _RecordingLayer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.sent.append((group, message))
+
+
+def test_changing_the_contact_of_an_open_conversation_tells_its_agent_after_commit(
+    agent, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Adding a number during a chat makes SMS available in the agent's composer without a reload."""
+    from core import realtime
+    from core.groups import agent_group
+
+    layer = _RecordingLayer()
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: layer)
+    contact = contact_with_points((WEBCHAT, "visitor-1"))
+    conversation = inbound_contact_receive(point_kind=WEBCHAT, address="visitor-1", medium=Medium.CHAT).conversation
+    conversation.assigned_agent = agent.user
+    conversation.save(update_fields=["assigned_agent"])
+    closed_elsewhere = contact_with_points((EMAIL, "other@example.com"))
+    expected = (
+        agent_group(agent.user.pk),
+        {"type": "conversation.contact", "conversation": str(conversation.uuid)},
+    )
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        point = contact_point_create(actor=agent.user, contact=contact, kind=PHONE, value="030 1234567")
+    assert layer.sent == []
+    for callback in callbacks:
+        callback()
+    assert layer.sent == [expected]
+
+    for change in (
+        lambda: contact_update(actor=agent.user, contact=contact, first_name="Anna"),
+        lambda: contact_point_remove(actor=agent.user, point=point),
+    ):
+        layer.sent.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            change()
+        assert layer.sent == [expected]
+
+    layer.sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        contact_update(actor=agent.user, contact=closed_elsewhere, company="Acme")
+    assert layer.sent == []

@@ -347,3 +347,63 @@ async def test_a_socket_sending_too_many_frames_is_slowed_down_and_keeps_serving
     await _send(communicator, {"action": "resync", "conversation": "", "after": 0})
     assert 'id="agent-state"' in await communicator.receive_from(timeout=5)
     await communicator.disconnect()
+
+
+async def test_a_push_builds_the_composer_in_the_sockets_language_like_the_page_does():
+    """The wrap-up composer pushed to a German desktop carries the same words (and swap key) as the page.
+
+    Its context holds translated reasons ("no phone number"); built in another language, the key
+    differs from the page's and the desktop replaces the wrap-up form the agent is filling in.
+    """
+    from django.test import Client
+
+    from channels_app.webchat.services import chat_end
+    from tests.factories import TEST_PASSWORD
+
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    communicator, connected, _ = await connect(
+        user=cast["agent"].user, extra_headers=[(b"accept-language", b"de-DE,de;q=0.9")]
+    )
+    assert connected
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
+    await _drain(communicator)
+    chat = await sync_to_async(lambda: conversation.interactions.get())()
+
+    await sync_to_async(chat_end)(interaction=chat, reason="agent_ended", actor=cast["agent"].user)
+
+    pushed = await _receive_until(communicator, "wrapup-form")
+    assert "Der Kontakt hat keine Telefonnummer." in pushed
+    assert "no phone number" not in pushed
+
+    def page_in_german() -> str:
+        client = Client(HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+        assert client.login(username=cast["agent"].user.username, password=TEST_PASSWORD)
+        return client.get(f"/desktop/c/{conversation.uuid}/").content.decode()
+
+    page = await sync_to_async(page_in_german)()
+    key = re.compile(rf'id="composer-{conversation.uuid}"[^>]*data-swap-key="([^"]*)"')
+    assert key.search(pushed).group(1) == key.search(page).group(1)
+    await communicator.disconnect()
+
+
+async def test_an_address_added_to_the_contact_offers_its_channel_in_the_open_workspace():
+    from contacts.services import contact_point_create
+
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    communicator = await _connected(cast["agent"].user)
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
+    composer = "".join(await _drain(communicator))
+    assert 'name="channel" value="sms" disabled' in composer
+
+    contact = await sync_to_async(lambda: conversation.contact)()
+    await sync_to_async(contact_point_create)(
+        actor=cast["agent"].user, contact=contact, kind="phone", value="+4930123456"
+    )
+
+    pushed = await _receive_until(communicator, f'id="composer-{conversation.uuid}"')
+    assert 'name="channel" value="sms">' in pushed
+    assert 'id="contact-panel"' in pushed
+    assert "+4930123456" in pushed
+    await communicator.disconnect()
