@@ -119,10 +119,15 @@ def acl_for_agent(*, agent) -> list[Conversation]:
     )
 
 
+# An email message's timeline body shows its quoted text and formatted version (EmailMeta, reverse
+# one-to-one "email"); joined here, or the template would query once per email message on the page.
+_ENTRY_RELATED = ("message", "message__author_agent", "message__email", "note", "note__author", "interaction", "actor")
+
+
 def _entries_for_display() -> QuerySet[TimelineEntry]:
-    return TimelineEntry.objects.select_related(
-        "message", "message__author_agent", "note", "note__author", "interaction", "actor"
-    ).annotate(message_has_files=Exists(Attachment.objects.filter(message_id=OuterRef("message_id"))))
+    return TimelineEntry.objects.select_related(*_ENTRY_RELATED).annotate(
+        message_has_files=Exists(Attachment.objects.filter(message_id=OuterRef("message_id")))
+    )
 
 
 def _with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
@@ -322,7 +327,7 @@ def conversation_timeline_after(*, conversation: Conversation, after_id: int, li
     """Entries with id above ``after_id``, in the order they were recorded (keyset by id)."""
     return list(
         TimelineEntry.objects.filter(conversation=conversation, id__gt=after_id)
-        .select_related("message__author_agent", "note__author", "interaction", "actor")
+        .select_related(*_ENTRY_RELATED)
         .prefetch_related("message__attachments")
         .order_by("id")[:limit]
     )

@@ -17,7 +17,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conversations.models import Conversation
+from channels_app.email.models import EmailMeta
+from conversations.models import Conversation, Medium, Message
 from conversations.views import ACL, acl_context
 from tests.factories import AgentFactory
 
@@ -111,3 +112,39 @@ def test_workspace_shows_the_newest_entries_of_a_long_timeline():
     client.force_login(agent.user)
     response = client.get(reverse("conversations:page", args=[conversation.uuid]))
     assert f"Message 100 of conversation {conversation.pk}:" in response.content.decode()
+
+
+def test_history_record_runs_the_same_queries_on_every_medium():
+    """An email's timeline body reads its EmailMeta (quoted text, formatted version): joined, not per message."""
+    agent = AgentFactory()
+    seed_for(agent, 1)
+    closed = Conversation.objects.closed().filter(messages__isnull=False).distinct()
+    by_medium = {}
+    for medium in (Medium.CHAT, Medium.SMS, Medium.EMAIL):
+        conversation = closed.filter(messages__medium=medium).order_by("id").first()
+        assert conversation is not None, medium
+        if medium == Medium.EMAIL:
+            for message in conversation.messages.order_by("id")[:5]:
+                EmailMeta.objects.create(
+                    message=message, rfc_message_id=f"<{message.pk}@bulk.example>", quoted_text="> hi"
+                )
+        client = Client()
+        client.force_login(agent.user)
+        url = reverse("conversations:history", args=[conversation.uuid])
+        by_medium[medium] = count_queries(lambda url=url, client=client: client.get(url))
+    assert len(set(by_medium.values())) == 1, by_medium
+    assert by_medium[Medium.EMAIL] <= MAX_QUERIES
+
+
+def test_workspace_of_an_email_thread_runs_the_same_queries_as_a_chat():
+    agent = AgentFactory()
+    seed_for(agent, 1)
+    conversation = Conversation.objects.open().filter(assigned_agent=agent.user).order_by("id").first()
+    page = pages(agent)["workspace"]
+    chat = count_queries(page)
+    Message.objects.filter(conversation=conversation).update(medium=Medium.EMAIL)
+    for message in Message.objects.filter(conversation=conversation).order_by("-id")[:5]:
+        EmailMeta.objects.create(message=message, rfc_message_id=f"<{message.pk}@bulk.example>", quoted_text="> hi")
+    email = count_queries(page)
+    assert email == chat
+    assert "Show quoted text" in page().content.decode()
