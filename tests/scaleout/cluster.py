@@ -151,3 +151,28 @@ def cluster(tmp_path: Path, *, redis_url: str, extra_env: dict[str, str] | None 
 def redis_url_for_cluster() -> str:
     """The run's Redis when it has one, else the machine's default Redis (keys are prefixed per cluster)."""
     return settings.REDIS_URL or "redis://127.0.0.1:6379/0"
+
+
+def _redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@contextmanager
+def running_cluster(tmp_path: Path, **extra_env: str) -> Iterator[Cluster]:
+    """The cluster of a test: nginx and Redis required (skipped locally, failing in CI without them).
+
+    ``extra_env`` reaches every process of the cluster (daphne and workers alike), e.g. a provider's address or
+    ``PUBLIC_BASE_URL``; without it the processes get exactly what ``cluster`` always gave them.
+    """
+    from tests.conftest import redis_available, require_component
+
+    require_component(nginx_path() is not None, "nginx (the reverse proxy of the scale-out test)")
+    url = redis_url_for_cluster()
+    require_component(redis_available() if settings.REDIS_URL else _redis_reachable(url), f"Redis at {url}")
+    with cluster(tmp_path, redis_url=url, extra_env=extra_env or None) as started:
+        yield started

@@ -18,29 +18,16 @@ from django.middleware.csrf import _get_new_csrf_string
 from agents.models import AgentState
 from agents.services import agent_state_set
 from conversations.models import Conversation, Interaction, Message, Offer
-from tests.conftest import redis_available, require_component
 from tests.factories import AgentFactory, ServiceFactory
-from tests.scaleout.cluster import cluster, nginx_path, redis_url_for_cluster
+from tests.scaleout.cluster import running_cluster
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
-def _redis_reachable(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
-    except redis.RedisError:
-        return False
-
-
 @pytest.fixture
 def running(tmp_path):
-    require_component(nginx_path() is not None, "nginx (the reverse proxy of the scale-out test)")
-    url = redis_url_for_cluster()
-    require_component(redis_available() if settings.REDIS_URL else _redis_reachable(url), f"Redis at {url}")
-    with cluster(tmp_path, redis_url=url) as running_cluster:
-        yield running_cluster
+    with running_cluster(tmp_path) as started:
+        yield started
 
 
 def _agent_login(profile) -> tuple[str, str]:
