@@ -102,6 +102,8 @@ def cluster(tmp_path: Path, *, redis_url: str, extra_env: dict[str, str] | None 
     logs = tmp_path / "cluster"
     logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        # Registered first, so it runs last: once every process of the run has stopped.
+        stack.callback(_forget_run, redis_url, f"parley-scaleout-{run}")
         processes: dict[str, subprocess.Popen] = {}
 
         def track(name: str, proc: subprocess.Popen) -> subprocess.Popen:
@@ -146,6 +148,22 @@ def cluster(tmp_path: Path, *, redis_url: str, extra_env: dict[str, str] | None 
         yield Cluster(
             proxy=proxy, web=[url for url, _proc in web], workers=workers, env=env, logs=logs, processes=processes
         )
+
+
+def _forget_run(redis_url: str, prefix: str) -> None:
+    """Delete the run's keys (its queue with the timers nobody will run, bindings, layer and cache keys).
+
+    The machine's Redis is shared by every test run; without this each cluster leaves its queue behind.
+    """
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a Redis the test stopped (chaos) has nothing left to clean
 
 
 def redis_url_for_cluster() -> str:
