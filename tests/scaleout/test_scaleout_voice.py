@@ -41,6 +41,7 @@ class Socket:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     on_frame: object = None
     reader: asyncio.Future | None = None
+    failure: Exception | None = None
 
     async def send(self, frame: dict) -> None:
         self.sent.append(frame)
@@ -51,13 +52,17 @@ class Socket:
         await self.send(frame)
 
     async def read(self) -> None:
-        async for raw in self.ws:
-            frame = json.loads(raw)
-            self.received.append(frame)
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                self.received.append(frame)
+                self.arrived.set()
+                if self.on_frame is not None:
+                    # In arrival order: an ICE candidate must not overtake the description it belongs to.
+                    await self.on_frame(frame)
+        except Exception as exc:  # a closed socket or a peer that failed: the waiting test reports it
+            self.failure = exc
             self.arrived.set()
-            if self.on_frame is not None:
-                # In arrival order: an ICE candidate must not overtake the description it belongs to.
-                await self.on_frame(frame)
 
     async def wait_for(self, predicate, *, what: str, timeout: float = 30.0) -> dict:
         async def seen() -> dict:
@@ -67,6 +72,8 @@ class Socket:
                     if predicate(frame):
                         return frame
                 checked = len(self.received)
+                if self.failure is not None:
+                    raise AssertionError(f"{self.name}: {what} not received: {self.failure!r}") from self.failure
                 self.arrived.clear()
                 await self.arrived.wait()
 
@@ -98,6 +105,14 @@ async def open_voice(name: str, base: str, *, cookie: str | None = None, token: 
     await socket.wait_for(lambda f: f["type"] == "hello", what="hello")
     await socket.wait_for(lambda f: f["type"] == "calls", what="the live calls")
     return socket
+
+
+async def _both(*events: asyncio.Event, what: str, sockets: tuple[Socket, ...], timeout: float = 30.0) -> None:
+    try:
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)), timeout)
+    except TimeoutError:
+        failures = {socket.name: socket.failure for socket in sockets if socket.failure is not None}
+        raise AssertionError(f"{what}: not within {timeout} s; failures: {failures}") from None
 
 
 def _call_in(state: str, call_id: int | None = None):
@@ -158,8 +173,8 @@ async def call_across_processes(
 
         # Signalling both ways through A, Redis and B until the peers connect and hear each other.
         await customer.send({"type": "ready", "call": call_id})
-        await asyncio.wait_for(asyncio.gather(agent_peer.connected.wait(), customer_peer.connected.wait()), 30)
-        await asyncio.wait_for(asyncio.gather(agent_peer.got_audio.wait(), customer_peer.got_audio.wait()), 30)
+        await _both(agent_peer.connected, customer_peer.connected, what="ICE connected", sockets=(agent, customer))
+        await _both(agent_peer.got_audio, customer_peer.got_audio, what="audio both ways", sockets=(agent, customer))
 
         # Bystanders on either process can neither inject signalling nor end the call.
         candidate = {"candidate": "candidate:1 1 udp 2130706431 10.9.9.9 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
