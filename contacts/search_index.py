@@ -9,6 +9,12 @@ databases get nothing and search scans (contacts.selectors).
 ``install`` is idempotent. It runs from the migration and again after every
 ``migrate`` (contacts.apps): SQLite rebuilds a table to alter it, which drops
 its triggers, so a later migration of contacts must not leave the index stale.
+Such a rebuild also fails while the triggers exist ("error in trigger
+contacts_search_point_ins: no such table"): the rename that ends it checks
+every trigger, and those of one table name the other. A migration that must
+rebuild a contacts table on SQLite drops them first (``uninstall`` minus the
+table); one that only changes indexes does it by name, without a rebuild
+(``0004_contact_merged_into_partial_idx``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import phonenumbers
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
+    BooleanField,
     Count,
     Exists,
     F,
@@ -72,33 +73,90 @@ def _indexed() -> bool:
     return connection.vendor in ("sqlite", "postgresql") and search_index.supported(connection)
 
 
-def _doc_q(groups: list[list[str]]) -> Q:
-    """Contacts whose search document (names, company, addresses) contains, for every group, one of its
-    texts: ONE lookup of the substring index (contacts.search_index), so a query of several words costs
-    what its rarest word costs instead of materialising every word's matches."""
+# Index lookups return at most this many candidates. A page needs only the newest matches: up to this many
+# are sorted; more (a common name) are not, the contacts are read newest first through
+# contact_search_order_idx instead and the index only says which of them match, until the page is full.
+SEARCH_CANDIDATES = 200
+# The trigram index (SQLite FTS5, PostgreSQL pg_trgm) finds texts of three or more characters; a shorter one
+# is checked in the documents the longer ones found, or in the newest contacts' documents when alone.
+_MIN_INDEXED = 3
+
+
+def _clean(groups: list[list[str]]) -> list[list[str]]:
     groups = [list(dict.fromkeys(text for text in group if text)) for group in groups]
-    groups = [group for group in groups if group]
-    if connection.vendor == "sqlite":
-        # The trigram tokenizer answers quoted phrases of 3+ characters from its index, folding case for
-        # every alphabet; a shorter text is matched with LIKE over the documents instead.
-        if all(len(text) >= 3 for group in groups for text in group):
-            expression = " AND ".join(
-                "(" + " OR ".join('"' + text.replace('"', '""') + '"' for text in group) + ")" for group in groups
-            )
-            return Q(pk__in=RawSQL("SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [expression]))
-        clauses, params = [], []
-        for group in groups:
-            variants = [variant for text in group for variant in _case_variants(text)]
-            clauses.append("(" + " OR ".join(["doc LIKE %s ESCAPE '\\'"] * len(variants)) + ")")
-            params += [_like_pattern(variant) for variant in variants]
-        where = " AND ".join(clauses)
-        return Q(pk__in=RawSQL(f"SELECT rowid FROM contacts_search WHERE {where}", params))  # noqa: S608, S611 - placeholders only
+    return [group for group in groups if group]
+
+
+def _indexable(group: list[str]) -> bool:
+    return all(len(text) >= _MIN_INDEXED for text in group)
+
+
+def _match_expression(groups: list[list[str]]) -> str:
+    """An FTS5 query: for every group one of its texts, each a quoted phrase (the trigram tokenizer folds
+    case for every alphabet)."""
+    return " AND ".join(
+        "(" + " OR ".join('"' + text.replace('"', '""') + '"' for text in group) + ")" for group in groups
+    )
+
+
+def _doc_condition(groups: list[list[str]], *, doc: str) -> tuple[str, list[str]]:
+    """SQL that is true when the document ``doc`` contains, for every group, one of its texts.
+
+    On SQLite ``+doc`` keeps the condition away from FTS5, which would otherwise run it through the index
+    once per row; LIKE folds ASCII only there, so a non-ASCII text is tried in its usual spellings.
+    """
     clauses, params = [], []
     for group in groups:
-        clauses.append("(" + " OR ".join(["doc ILIKE %s"] * len(group)) + ")")
-        params += [_like_pattern(text) for text in group]
-    where = " AND ".join(clauses)
-    return Q(pk__in=RawSQL(f"SELECT contact_id FROM contacts_search WHERE {where}", params))  # noqa: S608, S611 - placeholders only
+        if connection.vendor == "sqlite":
+            variants = [variant for text in group for variant in _case_variants(text)]
+            clauses.append("(" + " OR ".join([f"+{doc} LIKE %s ESCAPE '\\'"] * len(variants)) + ")")
+        else:
+            variants = group
+            clauses.append("(" + " OR ".join([f"{doc} ILIKE %s"] * len(variants)) + ")")
+        params += [_like_pattern(variant) for variant in variants]
+    return " AND ".join(clauses), params
+
+
+def _index_candidates(groups: list[list[str]], *, limit: int) -> list[int]:
+    """Up to ``limit`` ids of contacts whose document matches every group, in no particular order: one
+    lookup of the substring index (contacts.search_index) for all the words that it can find, so a query
+    of several words costs what their intersection costs; shorter words are checked in those documents."""
+    indexed = [group for group in groups if _indexable(group)]
+    rest = [group for group in groups if not _indexable(group)]
+    if connection.vendor == "sqlite":
+        sql, params = "SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s", [_match_expression(indexed)]
+        if rest:
+            condition, more = _doc_condition(rest, doc="doc")
+            sql, params = f"{sql} AND {condition}", params + more
+    else:
+        condition, params = _doc_condition(groups, doc="doc")
+        sql = f"SELECT contact_id FROM contacts_search WHERE {condition}"  # noqa: S608 - placeholders only
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} LIMIT %s", [*params, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _doc_filter(groups: list[list[str]]) -> Q:
+    """The contacts whose document matches every group, as a condition the database checks for each contact
+    it reads newest first (contact_search_order_idx), so the reading stops as soon as a page is full."""
+    contact_id = f'"{Contact._meta.db_table}"."id"'
+    if connection.vendor == "sqlite":
+        # Membership in the FTS5 matches of the indexed words (their postings, read once; no contact row
+        # is read or sorted for them); the unary + keeps SQLite from driving the query by that list.
+        indexed = [group for group in groups if _indexable(group)]
+        rest = [group for group in groups if not _indexable(group)]
+        sql, params = "", []
+        if indexed:
+            sql = f"+{contact_id} IN (SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s)"  # noqa: S608
+            params = [_match_expression(indexed)]
+        if rest:
+            condition, more = _doc_condition(rest, doc="s.doc")
+            exists = f"EXISTS (SELECT 1 FROM contacts_search s WHERE s.rowid = {contact_id} AND {condition})"  # noqa: S608
+            sql, params = (f"{sql} AND {exists}" if sql else exists), params + more
+    else:
+        condition, params = _doc_condition(groups, doc="s.doc")
+        sql = f"EXISTS (SELECT 1 FROM contacts_search s WHERE s.contact_id = {contact_id} AND {condition})"  # noqa: S608
+    return Q(RawSQL(sql, params, output_field=BooleanField()))  # noqa: S611 - placeholders only
 
 
 def _scan_q(group: list[str]) -> Q:
@@ -213,12 +271,16 @@ def _search_q(query: str) -> Q | None:
     if impossible:
         return None
     combined = Q()
-    if groups:
-        if _indexed():
-            combined &= _doc_q(groups)
+    groups = _clean(groups)
+    if groups and _indexed():
+        if any(_indexable(group) for group in groups):
+            candidates = _index_candidates(groups, limit=SEARCH_CANDIDATES + 1)
+            combined &= Q(pk__in=candidates) if len(candidates) <= SEARCH_CANDIDATES else _doc_filter(groups)
         else:
-            for group in groups:
-                combined &= _scan_q(group)
+            combined &= _doc_filter(groups)
+    else:
+        for group in groups:
+            combined &= _scan_q(group)
     for condition in filters:
         combined &= condition
     return combined
@@ -227,8 +289,10 @@ def _search_q(query: str) -> Q | None:
 def contacts_search(*, query: str, after: tuple[datetime, int] | None = None, limit: int = 25) -> list[Contact]:
     """Contacts matching ``query``, newest activity first, keyset-paged after ``(last_activity_at, id)``.
 
-    Merged-away and erased contacts are never listed. Two queries whatever the
-    number of contacts or results: the contacts, then their points.
+    Merged-away and erased contacts are never listed. A constant number of
+    queries whatever the number of contacts or results: the index's candidates
+    (when a word of three or more characters was typed), the contacts, their
+    points; plus one seek when a complete phone number was typed.
     """
     condition = _search_q(query or "")
     if condition is None:

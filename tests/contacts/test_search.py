@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from contacts import selectors
 from contacts.models import Contact
 from contacts.selectors import contact_point_owner, contacts_search
 from tests.contacts.builders import BASE, EMAIL, PHONE, WEBCHAT, contact_with_points
@@ -187,19 +188,84 @@ def test_keyset_pages_return_every_contact_exactly_once_in_order():
         assert all(len(page) <= limit for page in pages)
 
 
+@pytest.fixture
+def crowd() -> list[Contact]:
+    """Fourteen contacts sharing a surname, numbered like the bulk seed ("Lange 7"), with ties in activity,
+    one of them merged away and one erased; and a few others."""
+    people = []
+    for index in range(1, 15):
+        people.append(
+            contact_with_points(
+                (PHONE, f"+4915100000{index:03d}"),
+                (EMAIL, f"person{index}@crowd.example"),
+                first_name="Jürgen" if index % 5 == 0 else "Anna",
+                last_name=f"Lange {index}",
+                company="Acme" if index % 3 == 0 else "",
+                last_activity_at=BASE + timedelta(hours=index // 2),
+            )
+        )
+    Contact.objects.filter(pk=people[3].pk).update(merged_into=people[4])
+    Contact.objects.filter(pk=people[6].pk).update(erased_at=BASE)
+    for name in ("Berg", "Kurz"):
+        contact_with_points((EMAIL, f"{name.lower()}@elsewhere.example"), last_name=name)
+    return people
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "lange",
+        "Lange 1",
+        "LANGE 11",
+        "1",
+        "ü",
+        "jürgen",
+        "Jürgen Lange",
+        "email:crowd",
+        "company:acme lange",
+        "151000",
+        "person1",
+    ],
+)
+def test_a_common_word_pages_exactly_like_a_rare_one(monkeypatch, crowd, query):
+    """Beyond SEARCH_CANDIDATES matches the contacts are read newest first and the index only tells which
+    match, instead of sorting every match: the pages must be the same either way."""
+    sorted_pages = _walk(query, limit=3)
+    monkeypatch.setattr(selectors, "SEARCH_CANDIDATES", 2)
+    walked_pages = _walk(query, limit=3)
+
+    assert walked_pages == sorted_pages
+    assert sorted_pages, query
+
+
+def test_a_short_word_is_part_of_a_name_or_address():
+    # Texts under three characters are not in the trigram index; they are still found as substrings.
+    eleven = contact_with_points((EMAIL, "x@one.example"), last_name="Lange 11")
+    phone = contact_with_points((PHONE, "+49301100999"), last_name="Lange")
+    ContactFactory(last_name="Lange 2")
+    assert set(_ids(contacts_search(query="Lange 11"))) == {eleven.pk, phone.pk}
+    assert set(_ids(contacts_search(query="11"))) == {eleven.pk, phone.pk}
+
+
 @pytest.mark.parametrize("size", [3, 30])
-def test_search_runs_two_queries_whatever_the_number_of_contacts(django_assert_num_queries, size):
+def test_search_runs_the_same_queries_whatever_the_number_of_contacts(django_assert_num_queries, size):
     for index in range(size):
         contact_with_points(
             (PHONE, f"+49301234{index:03d}"), (EMAIL, f"c{index}@example.com"), last_name="Counted", company="Acme"
         )
 
-    # A complete phone number costs one more: a seek for its exact value (contacts.selectors._search_q).
-    for query, queries in (("counted", 2), ("phone:030 1234000 counted", 3), ("email:example company:acme", 2)):
+    # The index's candidates, the contacts, their points; a complete phone number costs one more, a seek for
+    # its exact value; a query without a word of three characters has no candidates to look up.
+    for query, queries in (
+        ("counted", 3),
+        ("phone:030 1234000 counted", 4),
+        ("email:example company:acme", 3),
+        ("co", 2),
+    ):
         with django_assert_num_queries(queries):
             found = contacts_search(query=query, limit=25)
             assert all(len(contact.points.all()) == 2 for contact in found)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         contacts_search(query="counted", after=(timezone.now(), 10**9), limit=25)
 
 
