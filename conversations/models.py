@@ -455,8 +455,15 @@ class TimelineEntry(models.Model):
         # ``data["event"]`` name it and the medium's template ``<medium>/timeline_event.html`` shows it.
         CHANNEL_EVENT = "channel_event", _("Channel event")
 
+    # No index of its own: timeline_idx and timeline_conv_id_idx start with it. With a third, PostgreSQL
+    # counted the ACL's unread entries through the plain one (it expects ~50 entries per conversation)
+    # and read a long conversation whole instead of only the entries after the read marker.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="timeline", verbose_name=_("conversation")
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="timeline",
+        verbose_name=_("conversation"),
+        db_index=False,
     )
     kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
