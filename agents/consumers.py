@@ -308,13 +308,38 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 parts.append((views.CONTACT_PANEL, views.contact_context(conversation=conversation)))
         return self._render(*parts)
 
+    def _row_part(self, conversation_uuid: str | None):
+        """The list row of one conversation (its preview, unread count, timers), and the row's conversation.
+
+        The whole list when the conversation is not in it: it just left or joined the list, which
+        changes more than one row.
+        """
+        from conversations import selectors, views
+
+        row = (
+            selectors.acl_row_for_agent(agent=self._user(), conversation_uuid=conversation_uuid)
+            if conversation_uuid
+            else None
+        )
+        if row is None:
+            return (views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation)), None
+        return (views.ACL_ROW, views.acl_row_context(row=row, selected=self.open_conversation)), row
+
+    def _open_conversation_of(self, conversation_uuid: str | None, row):
+        """The conversation this tab shows, if the event is about it (the list's row, when it has one)."""
+        if not conversation_uuid or conversation_uuid != self.open_conversation:
+            return None, False
+        return (row if row is not None else self._own_conversation(conversation_uuid)), True
+
     @database_sync_to_async_in_language
     def render_timeline_event(self, conversation_uuid: str | None, entry_id) -> str:
         from conversations import selectors, views
 
-        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
-        if conversation_uuid and conversation_uuid == self.open_conversation:
-            conversation = self._own_conversation(conversation_uuid)
+        # Every message moves its conversation's row (preview, unread, waiting timer); only that row is sent.
+        list_part, row = self._row_part(conversation_uuid)
+        parts = [list_part]
+        conversation, shown = self._open_conversation_of(conversation_uuid, row)
+        if shown:
             if conversation is None:
                 parts.extend(self._gone_parts(conversation_uuid))
             else:
@@ -330,10 +355,11 @@ class AgentConsumer(AsyncWebsocketConsumer):
     def render_receipts(self, conversation_uuid: str | None) -> str:
         from conversations import selectors, views
 
-        # Read marks change the list's unread counts; delivery marks the open timeline.
-        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
-        if conversation_uuid and conversation_uuid == self.open_conversation:
-            conversation = self._own_conversation(conversation_uuid)
+        # Read marks change the row's unread count; delivery marks the open timeline.
+        list_part, row = self._row_part(conversation_uuid)
+        parts = [list_part]
+        conversation, shown = self._open_conversation_of(conversation_uuid, row)
+        if shown:
             if conversation is not None:
                 entries = selectors.conversation_receipt_entries(conversation=conversation)
                 if entries:

@@ -35,13 +35,15 @@ router = ProtocolTypeRouter(
 
 
 class Application:
-    """The router, plus the relay of Celery workers' events when the layer is in-memory."""
+    """The router, plus the event publisher and the relay of Celery workers' events when the layer is in-memory."""
 
     def __init__(self, app) -> None:
         self.app = app
         self.relay = None
 
     async def __call__(self, scope, receive, send):
+        # Events committed by this process's threads are sent from its event loop (core.realtime).
+        realtime.publisher_start()
         if self.relay is None and settings.EVENT_RELAY and realtime.layer_is_in_memory():
             self.relay = asyncio.get_running_loop().create_task(realtime.relay_events())
         return await self.app(scope, receive, send)

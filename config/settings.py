@@ -100,8 +100,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Long-lived threads (the consumers' database thread, Celery workers) keep their connection: opening one
+# costs a PostgreSQL backend fork, or on SQLite the PRAGMAs and, for the last one closed, a WAL checkpoint.
+# HTTP requests under ASGI run in a thread of their own, which closes its connection when the request
+# ends (core.db).
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and Celery broker --------------------------------

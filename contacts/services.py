@@ -87,9 +87,9 @@ def contact_point_add(*, contact: Contact, kind: str, value: str, label: str = "
     return point
 
 
-def contact_touch(*, contact: Contact) -> None:
+def contact_touch(*, contact: Contact | None = None, contact_id: int | None = None) -> None:
     """Record activity now, so the contact sorts first in search results."""
-    Contact.objects.filter(pk=contact.pk).update(last_activity_at=timezone.now())
+    Contact.objects.filter(pk=contact.pk if contact is not None else contact_id).update(last_activity_at=timezone.now())
 
 
 # --- who may do what --------------------------------------------------------------------------

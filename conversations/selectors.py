@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.db.models import (
@@ -34,6 +35,7 @@ from conversations.models import (
     Service,
     TimelineEntry,
 )
+from core.prepared import PreparedQuery
 
 
 def conversations_active_for_agent(*, agent) -> QuerySet[Conversation]:
@@ -93,6 +95,22 @@ def acl_for_agent(*, agent) -> list[Conversation]:
     ``unread_count`` (customer chat messages after ``agent_read_upto``) and
     ``live_interactions`` (its live media, oldest first).
     """
+    return list(_acl_rows(agent=agent))
+
+
+def acl_row_for_agent(*, agent, conversation_uuid) -> Conversation | None:
+    """One row of the agent's Active Conversations List (as ``acl_for_agent`` has it), if the list holds it.
+
+    Read for every message of the agent's conversations, so its SQL is compiled once (core.prepared).
+    """
+    rows = _ACL_ROW(agent_id=agent.pk, conversation_uuid=conversation_uuid)
+    if not rows:
+        return None
+    rows[0].live_interactions = _LIVE(conversation_id=rows[0].pk)
+    return rows[0]
+
+
+def _acl_rows(*, agent, with_live: bool = True) -> QuerySet[Conversation]:
     last_message = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
     unread = (
         TimelineEntry.objects.filter(
@@ -107,16 +125,18 @@ def acl_for_agent(*, agent) -> list[Conversation]:
         .annotate(count=Count("id"))
         .values("count")
     )
-    live = Interaction.objects.filter(state__in=Interaction.LIVE_STATES).order_by("created_at", "id")
-    return list(
-        conversations_active_for_agent(agent=agent)
-        .annotate(
-            last_message_body=Subquery(last_message.values("body")[:1]),
-            last_message_author=Subquery(last_message.values("author_kind")[:1]),
-            unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
-        )
-        .prefetch_related(Prefetch("interactions", queryset=live, to_attr="live_interactions"))
+    rows = conversations_active_for_agent(agent=agent).annotate(
+        last_message_body=Subquery(last_message.values("body")[:1]),
+        last_message_author=Subquery(last_message.values("author_kind")[:1]),
+        unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
     )
+    if not with_live:
+        return rows
+    return rows.prefetch_related(Prefetch("interactions", queryset=_live_interactions(), to_attr="live_interactions"))
+
+
+def _live_interactions() -> QuerySet[Interaction]:
+    return Interaction.objects.filter(state__in=Interaction.LIVE_STATES).order_by("created_at", "id")
 
 
 # An email message's timeline body shows its quoted text and formatted version (EmailMeta, reverse
@@ -179,8 +199,9 @@ def conversation_entries_after(*, conversation: Conversation, after_id: int, lim
 
 
 def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> TimelineEntry | None:
-    entry = _entries_for_display().filter(conversation=conversation, pk=entry_id).first()
-    return _with_files([entry])[0] if entry is not None else None
+    """One entry as the timeline shows it; read for every message pushed, so compiled once (core.prepared)."""
+    rows = _ENTRY(conversation_id=conversation.pk, entry_id=entry_id)
+    return _with_files(rows)[0] if rows else None
 
 
 def conversation_receipt_entries(*, conversation: Conversation, limit: int = 50) -> list[TimelineEntry]:
@@ -335,3 +356,20 @@ def conversation_timeline_after(*, conversation: Conversation, after_id: int, li
 
 def conversation_media(*, conversation: Conversation) -> list[str]:
     return list(conversation.interactions.order_by("medium").values_list("medium", flat=True).distinct())
+
+
+# Sample values for the prepared reads: distinct from each other and from every constant in the queries.
+_ACL_ROW = PreparedQuery(
+    lambda agent_id, conversation_uuid: _acl_rows(agent=agent_id, with_live=False).filter(uuid=conversation_uuid)[:1],
+    agent_id=(-730_001, int),
+    conversation_uuid=(uuid.UUID("7d0c6a5e-3f1b-4c2a-9e8d-5b4a3c2d1e0f"), Conversation._meta.get_field("uuid")),
+)
+_LIVE = PreparedQuery(
+    lambda conversation_id: _live_interactions().filter(conversation_id=conversation_id),
+    conversation_id=(-730_007, int),
+)
+_ENTRY = PreparedQuery(
+    lambda conversation_id, entry_id: _entries_for_display().filter(conversation_id=conversation_id, pk=entry_id)[:1],
+    conversation_id=(-730_003, int),
+    entry_id=(-730_005, int),
+)

@@ -183,43 +183,52 @@ def message_record(
     author_agent=None,
     provider_message_id: str | None = None,
     delivery_status: str | None = None,
+    locked: bool = False,
 ) -> Message:
     """Store one chat/SMS/email item and put it on the conversation's timeline.
 
     Raises ``DuplicateMessage`` when the provider's id was already recorded
     for this medium; the unique constraint decides, so concurrent duplicates
-    also yield exactly one message.
+    also yield exactly one message. ``locked``: the caller has just read the
+    interaction (with its conversation) under ``select_for_update`` in this
+    transaction. The message comes back with its timeline entry as ``entry``.
     """
-    # Re-read under lock: the caller's copy may predate another request ending it.
-    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
+    if not locked:
+        # Re-read under lock: the caller's copy may predate another request ending it.
+        interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
     conversation = interaction.conversation
     if not interaction.is_live and direction == Direction.OUTBOUND:
         raise ValidationError(_("This interaction has ended."))
     if delivery_status is None:
         delivery_status = Message.Status.RECEIVED if direction == Direction.INBOUND else Message.Status.PENDING
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                interaction=interaction,
-                medium=interaction.medium,
-                direction=direction,
-                author_kind=author_kind,
-                author_agent=author_agent,
-                subject=subject,
-                body=body,
-                delivery_status=delivery_status,
-                provider_message_id=provider_message_id,
-            )
-    except IntegrityError:
-        if provider_message_id is None:
-            raise
-        raise DuplicateMessage(
-            Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
-        ) from None
-    _entry(conversation, TimelineEntry.Kind.MESSAGE, interaction=interaction, message=message, actor=author_agent)
+    fields = {
+        "conversation": conversation,
+        "interaction": interaction,
+        "medium": interaction.medium,
+        "direction": direction,
+        "author_kind": author_kind,
+        "author_agent": author_agent,
+        "subject": subject,
+        "body": body,
+        "delivery_status": delivery_status,
+        "provider_message_id": provider_message_id,
+    }
+    if provider_message_id is None:
+        message = Message.objects.create(**fields)
+    else:
+        # A provider's id may arrive twice: only then is a failed insert expected, and survived.
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(**fields)
+        except IntegrityError:
+            raise DuplicateMessage(
+                Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
+            ) from None
+    message.entry = _entry(
+        conversation, TimelineEntry.Kind.MESSAGE, interaction=interaction, message=message, actor=author_agent
+    )
     if direction == Direction.INBOUND:
-        contact_touch(contact=conversation.contact)
+        contact_touch(contact_id=conversation.contact_id)
     return message
 
 

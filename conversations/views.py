@@ -42,6 +42,7 @@ from conversations.services import canned_response_delete, canned_response_save,
 
 OFFERS = "conversations/partials/offers.html#offers"
 ACL = "conversations/partials/acl.html#acl"
+ACL_ROW = "conversations/partials/acl.html#acl-row"
 WORKSPACE = "conversations/partials/workspace.html#workspace"
 WORKSPACE_EMPTY = "conversations/partials/workspace.html#workspace-empty"
 WORKSPACE_HEADER = "conversations/partials/workspace.html#workspace-header"
@@ -68,6 +69,11 @@ def acl_context(*, user, selected: str = "", acl: list[Conversation] | None = No
     if acl is None:
         acl = selectors.acl_for_agent(agent=user)
     return {"acl": acl, "selected": str(selected or "")}
+
+
+def acl_row_context(*, row: Conversation, selected: str = "") -> dict:
+    """One row of the list, pushed alone: ``row`` from ``selectors.acl_row_for_agent``."""
+    return {"conversation": row, "selected": str(selected or ""), "row_alone": True}
 
 
 def workspace_state(*, conversation: Conversation, user, live: list[Interaction] | None = None) -> dict:

@@ -41,6 +41,10 @@ def _send(group: str, event: dict[str, Any]) -> None:
         except Exception as exc:
             logger.warning("could not relay event to %s: %r", group, exc)
         return
+    publisher = _publisher
+    if publisher is not None and publisher.accepting():
+        publisher.submit(group, event)
+        return
     layer = get_channel_layer()
     if layer is None:
         return
@@ -49,6 +53,77 @@ def _send(group: str, event: dict[str, Any]) -> None:
     except Exception as exc:
         # Committed data is safe; the clients re-sync on reconnect.
         logger.warning("channel layer send to %s failed: %r", group, exc)
+
+
+# --- publishing from the web process ------------------------------------------------------
+
+# Events waiting for the layer in one lane; past this the layer is far behind and new events are dropped
+# (with a warning): memory stays bounded, and clients re-sync from the database.
+PUBLISH_QUEUE_MAX = 10_000
+PUBLISH_LANES = 4
+
+
+class Publisher:
+    """Hands events from any thread of the web process to its event loop, which sends them to the layer.
+
+    The thread that committed (a consumer's database thread, an HTTP request's thread) goes on at once
+    instead of waiting for the layer's round trips; with Redis that wait used to hold up all the
+    consumers' database work, which shares one thread. Events of one group keep their order: each group
+    is sent by one lane, one event after the other.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queues: list[asyncio.Queue] = [asyncio.Queue(maxsize=PUBLISH_QUEUE_MAX) for _ in range(PUBLISH_LANES)]
+        self.tasks = [loop.create_task(self._drain(queue)) for queue in self.queues]
+        self.dropped = 0
+
+    def accepting(self) -> bool:
+        return self.loop.is_running() and not self.loop.is_closed()
+
+    def submit(self, group: str, event: dict[str, Any]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._put(group, event)
+        else:
+            self.loop.call_soon_threadsafe(self._put, group, event)
+
+    def _put(self, group: str, event: dict[str, Any]) -> None:
+        queue = self.queues[hash(group) % PUBLISH_LANES]
+        try:
+            queue.put_nowait((group, event))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            logger.warning("channel layer far behind: event %s to %s dropped", event.get("type"), group)
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        while True:
+            group, event = await queue.get()
+            layer = get_channel_layer()
+            if layer is None:
+                continue
+            try:
+                await layer.group_send(group, event)
+            except Exception as exc:
+                logger.warning("channel layer send to %s failed: %r", group, exc)
+
+    def idle(self) -> bool:
+        return all(queue.empty() for queue in self.queues)
+
+
+_publisher: Publisher | None = None
+
+
+def publisher_start() -> Publisher:
+    """The publisher of the running event loop (the ASGI server's), started on its first call."""
+    global _publisher
+    loop = asyncio.get_running_loop()
+    if _publisher is None or _publisher.loop is not loop:
+        _publisher = Publisher(loop)
+    return _publisher
 
 
 def publish_on_commit(group: str, event: dict[str, Any]) -> None:

@@ -274,19 +274,17 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
         if not text.strip():
             raise FrameError("empty_message", client_id=client_id)
         entry = await database_sync_to_async(self._message)(text=text, client_id=client_id)
-        if entry is not None:
-            await self.send_entries([entry])
+        await self.send_entries([entry])
 
-    def _message(self, *, text: str, client_id: str | None) -> dict | None:
+    def _message(self, *, text: str, client_id: str | None) -> dict:
         with translation.override(self.language):
             try:
                 message = services.chat_customer_message(session=self.session, text=text)
             except ValidationError as exc:
                 raise FrameError("rejected", " ".join(exc.messages), client_id=client_id) from None
-            entry = selectors.chat_entry_for_customer(session=self.session, entry_id=message.entry.pk)
-            if entry is None:
-                return None
-            data = selectors.customer_entry_json(entry=entry, session=self.session)
+            # The rows just stored, as stored: the customer's own chat text, visible to them, with no files.
+            message._prefetched_objects_cache = {"attachments": message.attachments.none()}
+            data = selectors.customer_entry_json(entry=message.entry, session=self.session)
         if client_id is not None:
             data["client_id"] = client_id
         return data
@@ -419,7 +417,11 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
     async def conversation_timeline(self, event: dict) -> None:
         if self.session is None:
             return
-        entry, status = await database_sync_to_async(self._timeline_update)(entry_id=int(event["entry_id"]))
+        entry_id = int(event["entry_id"])
+        if entry_id in self.sent_ids:
+            # Our own message, already sent with the answer to its frame (a message never changes state).
+            return
+        entry, status = await database_sync_to_async(self._timeline_update)(entry_id=entry_id)
         if entry is not None and entry["id"] not in self.sent_ids:
             await self.send_entries([entry])
         if status is not None:

@@ -215,16 +215,23 @@ def _clean_text(text: str) -> str:
 @transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     text = _clean_text(text)
-    interaction = Interaction.objects.get(pk=session.interaction_id)
+    interaction = (
+        Interaction.objects.select_for_update().select_related("conversation").get(pk=session.interaction_id)
+    )
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     message = message_record(
-        interaction=interaction, direction=Direction.INBOUND, author_kind=Message.Author.CUSTOMER, body=text
+        interaction=interaction,
+        direction=Direction.INBOUND,
+        author_kind=Message.Author.CUSTOMER,
+        body=text,
+        locked=True,
     )
     now = timezone.now()
-    Conversation.objects.filter(pk=session.conversation_id, customer_waiting_since__isnull=True).update(
-        customer_waiting_since=now
-    )
+    if interaction.conversation.customer_waiting_since is None:
+        Conversation.objects.filter(pk=session.conversation_id, customer_waiting_since__isnull=True).update(
+            customer_waiting_since=now
+        )
     ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=now, inactivity_warned_at=None)
     return message
 

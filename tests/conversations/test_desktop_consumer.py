@@ -135,6 +135,7 @@ async def test_new_entries_of_the_open_conversation_are_pushed_with_the_list():
     assert f'id="entry-{entry_id}"' in html
     assert "Friday would be &lt;b&gt;great&lt;/b&gt;" in html
     assert f'id="acl-{conversation.uuid}"' in html
+    assert 'id="active-conversations"' not in html, "only the conversation's row of the list is pushed"
     assert 'data-unread="2"' in html
     assert await theirs.receive_nothing(timeout=0.5)
     await mine.disconnect()
@@ -192,7 +193,9 @@ async def test_read_frame_marks_the_customers_messages_read():
 
     await _send(communicator, {"action": "read", "conversation": str(conversation.uuid), "upto": last})
 
-    html = await _receive_until(communicator, 'id="active-conversations"')
+    # Only the conversation's row of the list is pushed again.
+    html = await _receive_until(communicator, f'id="acl-{conversation.uuid}"')
+    assert 'id="active-conversations"' not in html
     assert 'data-unread="0"' in html
     await conversation.arefresh_from_db()
     assert conversation.agent_read_upto == last

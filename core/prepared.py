@@ -1,0 +1,86 @@
+"""Reads whose SQL is compiled once per process, for the paths every chat message takes.
+
+Building and compiling a queryset with joins and subquery annotations costs milliseconds of
+Python (measured: about 4 ms for an Active Conversations List row whose SQL then runs in 0.2 ms
+on SQLite). The rows the agent's desktop re-reads for every message (its list row, the new
+timeline entry) are read through a ``PreparedQuery``: the queryset is built and compiled once,
+with sample values, and later calls run the same SQL with their own values through Django's own
+row mapping (model instances, ``select_related`` objects, annotations; ``prefetch_related`` runs
+as usual afterwards).
+
+Only values that reach the SQL as parameters may vary; a value that changes the shape of the
+query (a different lookup, an empty list) cannot be prepared. Each value names how it is turned
+into a database parameter (a model field, or ``int``/``str``), and the first compile checks that
+every sample value is found where it is expected, so a query that cannot be prepared fails at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.models import Field, QuerySet
+
+
+class PreparedQuery:
+    def __init__(self, build: Callable[..., QuerySet], **values: tuple[Any, Any]) -> None:
+        """``build(**values)`` returns the queryset; ``values`` maps each name to (sample, field or type).
+
+        Samples must be distinctive: no other parameter of the query may equal one.
+        """
+        self.build = build
+        self.samples = {name: sample for name, (sample, _prep) in values.items()}
+        self.preps = {name: prep for name, (_sample, prep) in values.items()}
+        self._compiled: dict[str, tuple[QuerySet, Any, str, list, dict[int, str]]] = {}
+        self._lock = threading.Lock()
+
+    def _db_value(self, name: str, value: Any, connection) -> Any:
+        prep = self.preps[name]
+        if isinstance(prep, Field):
+            return prep.get_db_prep_value(prep.get_prep_value(value), connection, prepared=True)
+        return prep(value)
+
+    def _compile(self, alias: str):
+        compiled = self._compiled.get(alias)
+        if compiled is not None:
+            return compiled
+        with self._lock:
+            if alias not in self._compiled:
+                connection = connections[alias]
+                queryset = self.build(**self.samples)
+                compiler = queryset.query.get_compiler(using=alias)
+                sql, params = compiler.as_sql()
+                wanted = {name: self._db_value(name, sample, connection) for name, sample in self.samples.items()}
+                slots = {}
+                for index, param in enumerate(params):
+                    names = [name for name, value in wanted.items() if param == value]
+                    if len(names) > 1:
+                        raise ValueError(f"sample values of {names} are equal; make them distinct")
+                    if names:
+                        slots[index] = names[0]
+                missing = set(wanted) - set(slots.values())
+                if missing:
+                    raise ValueError(f"{sorted(missing)} not found among the query's parameters")
+                self._compiled[alias] = (queryset, compiler, sql, list(params), slots)
+        return self._compiled[alias]
+
+    def __call__(self, *, using: str = "default", **values: Any) -> list:
+        """The rows for ``values``, as ``list(build(**values))`` would give them."""
+        template, compiler, sql, params, slots = self._compile(using)
+        # Connections belong to a thread: the one compiling may not be the one running.
+        connection = connections[using]
+        run_params = list(params)
+        for index, name in slots.items():
+            run_params[index] = self._db_value(name, values[name], connection)
+        prepared = copy.copy(compiler)
+        prepared.connection = connection
+        frozen = (sql, tuple(run_params))
+        prepared.as_sql = lambda *args, **kwargs: frozen
+        queryset = template._chain()
+        # ModelIterable asks the query for its compiler; this one holds the compiled select and the row
+        # mapping. The queryset never leaves this function: chained further, it would ignore the change.
+        queryset.query.get_compiler = lambda *args, **kwargs: prepared
+        return list(queryset)
