@@ -77,6 +77,7 @@ class Publisher:
         self.queues: list[asyncio.Queue] = [asyncio.Queue(maxsize=PUBLISH_QUEUE_MAX) for _ in range(PUBLISH_LANES)]
         self.tasks = [loop.create_task(self._drain(queue)) for queue in self.queues]
         self.dropped = 0
+        self.dropped_logged_at = float("-inf")
 
     def accepting(self) -> bool:
         return self.loop.is_running() and not self.loop.is_closed()
@@ -97,7 +98,10 @@ class Publisher:
             queue.put_nowait((group, event))
         except asyncio.QueueFull:
             self.dropped += 1
-            logger.warning("channel layer far behind: event %s to %s dropped", event.get("type"), group)
+            now = self.loop.time()
+            if now - self.dropped_logged_at >= 1.0:
+                self.dropped_logged_at = now
+                logger.warning("channel layer far behind: %d events dropped so far (one to %s)", self.dropped, group)
 
     async def _drain(self, queue: asyncio.Queue) -> None:
         while True:

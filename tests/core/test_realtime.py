@@ -50,3 +50,84 @@ def test_celery_workers_relay_only_when_the_layer_is_in_memory(monkeypatch, sett
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     relay_events_when_layer_is_in_memory()
     assert realtime.RELAY_THROUGH_DATABASE is True
+
+
+# --- the web process's publisher -----------------------------------------------------------------------
+
+
+class _SlowLayer:
+    """A layer whose sends take a while, as Redis's round trips do, and that remembers what it got."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.sent: list[tuple[str, dict]] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        self.sent.append((group, message))
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_thread_publishing_does_not_wait_for_the_layer_and_each_group_keeps_its_order(monkeypatch):
+    import time
+
+    layer = _SlowLayer(delay=0.05)
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: layer)
+    publisher = realtime.publisher_start()
+    assert realtime.publisher_start() is publisher
+
+    def commit_many() -> float:
+        started = time.monotonic()
+        for n in range(20):
+            realtime.publish_now(f"conversation.{n % 2}", {"type": "conversation.timeline", "n": n})
+        return time.monotonic() - started
+
+    # A thread, as a consumer's database work or an HTTP request runs in.
+    took = await sync_to_async(commit_many, thread_sensitive=False)()
+
+    assert took < 0.05, "the committing thread waited for the layer"
+    await _until(lambda: len(layer.sent) == 20)
+    for group in ("conversation.0", "conversation.1"):
+        numbers = [event["n"] for name, event in layer.sent if name == group]
+        assert numbers == sorted(numbers)
+
+
+async def test_a_layer_far_behind_drops_new_events_instead_of_growing_without_bound(monkeypatch):
+    import asyncio
+
+    never = asyncio.Event()
+
+    class StuckLayer:
+        async def group_send(self, group, message):
+            await never.wait()
+
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: StuckLayer())
+    monkeypatch.setattr(realtime, "PUBLISH_QUEUE_MAX", 5)
+    monkeypatch.setattr(realtime, "_publisher", None)
+    publisher = realtime.publisher_start()
+    for n in range(realtime.PUBLISH_LANES * 10):
+        realtime.publish_now("agent.1", {"type": "agent.offers", "n": n})
+    await asyncio.sleep(0.05)
+
+    # One lane serves the group: five fitted (one is now in the layer's hands), the rest were dropped.
+    assert sum(queue.qsize() for queue in publisher.queues) == 4
+    assert publisher.dropped == realtime.PUBLISH_LANES * 10 - 5
+    never.set()
+
+
+def test_without_a_running_web_process_loop_events_are_sent_at_once(monkeypatch):
+    """Workers, management commands and plain tests have no publisher loop: the send happens in place."""
+    layer = _SlowLayer()
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: layer)
+    realtime.publish_now("agent.3", {"type": "agent.state", "user_id": 3})
+    assert layer.sent == [("agent.3", {"type": "agent.state", "user_id": 3})]

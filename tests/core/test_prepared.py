@@ -1,0 +1,109 @@
+"""Reads compiled once (core.prepared): the same rows as the queryset they stand for, from any thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from django.db import connections
+
+from agents.models import AgentState
+from agents.services import agent_state_set
+from channels_app.webchat.services import chat_customer_message, chat_start
+from conversations import selectors
+from conversations.models import Conversation, Offer
+from conversations.routing import offer_accept
+from core.prepared import PreparedQuery
+from tests.factories import AgentFactory, ServiceFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _agent_with_chats(count: int = 2):
+    service = ServiceFactory()
+    agent = AgentFactory()
+    agent.services.add(service)
+    agent_state_set(agent=agent, state=AgentState.READY)
+    sessions = []
+    for n in range(count):
+        session = chat_start(service=service, data={"name": f"Customer {n}", "question": f"Question {n}"})
+        offer = Offer.objects.get(interaction=session.interaction, state=Offer.State.PENDING)
+        offer_accept(offer_id=offer.pk, agent_user=agent.user)
+        sessions.append(session)
+    return agent, sessions
+
+
+ROW_FIELDS = ("pk", "uuid", "last_message_body", "last_message_author", "unread_count", "customer_waiting_since")
+
+
+def test_the_prepared_list_row_is_the_row_of_the_full_list():
+    agent, sessions = _agent_with_chats()
+    chat_customer_message(session=sessions[1], text="Second question, with <b>markup</b>")
+
+    full = {row.uuid: row for row in selectors.acl_for_agent(agent=agent.user)}
+    for session in sessions:
+        conversation = Conversation.objects.get(pk=session.conversation_id)
+        row = selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+        expected = full[conversation.uuid]
+        assert [getattr(row, name) for name in ROW_FIELDS] == [getattr(expected, name) for name in ROW_FIELDS]
+        assert row.contact.display_name == expected.contact.display_name
+        assert row.service.name == expected.service.name
+        assert [i.pk for i in row.live_interactions] == [i.pk for i in expected.live_interactions]
+
+
+def test_another_agent_and_an_unknown_conversation_get_no_row():
+    agent, sessions = _agent_with_chats(1)
+    other = AgentFactory()
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+
+    assert selectors.acl_row_for_agent(agent=other.user, conversation_uuid=conversation.uuid) is None
+    assert selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=uuid.uuid4()) is None
+
+
+def test_the_prepared_entry_is_the_entry_the_timeline_shows():
+    _agent, sessions = _agent_with_chats(1)
+    message = chat_customer_message(session=sessions[0], text="Hello")
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+
+    entry = selectors.timeline_entry_for(conversation=conversation, entry_id=message.entry.pk)
+
+    assert entry.pk == message.entry.pk
+    assert entry.message.body == "Hello"
+    assert list(entry.message.attachments.all()) == []
+    other = Conversation.objects.exclude(pk=conversation.pk).first() or Conversation(pk=-1)
+    assert selectors.timeline_entry_for(conversation=other, entry_id=message.entry.pk) is None
+
+
+def test_a_prepared_read_runs_on_the_calling_threads_connection():
+    agent, sessions = _agent_with_chats(1)
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+    # Compiled here, on this thread's connection ...
+    assert selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid) is not None
+    found = {}
+
+    def elsewhere():
+        try:
+            found["row"] = selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+        finally:
+            connections.close_all()
+
+    # ... and run on another thread's, as the consumers' database thread does.
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert found["row"].pk == conversation.pk
+
+
+def test_a_query_whose_values_cannot_be_told_apart_is_refused():
+    same = PreparedQuery(
+        lambda a, b: Conversation.objects.filter(assigned_agent_id=a, contact_id=b),
+        a=(-5, int),
+        b=(-5, int),
+    )
+    with pytest.raises(ValueError, match="equal"):
+        same(a=1, b=2)
+
+    unused = PreparedQuery(lambda a: Conversation.objects.filter(assigned_agent_id=7), a=(-5, int))
+    with pytest.raises(ValueError, match="not found"):
+        unused(a=1)
