@@ -35,6 +35,7 @@ from django.utils.translation import gettext as _
 
 from conversations import events
 from conversations.models import Direction, Message, Outbox
+from core.broker import task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,7 @@ def _queue(outbox_id: int, *, countdown: float = 0) -> None:
     """Queue the delivery task; if the broker is down the sweep queues it later."""
     from conversations.tasks import outbox_deliver
 
-    try:
-        # With the broker down, a plain apply_async spends ~6 s in kombu's connection retries (retry=False
-        # covers only the publish), which OB1 showed as an agent's send taking 6 s per SMS. One connection
-        # attempt, no retries, then publish on that connection: down means "the sweep queues it", at once.
-        with outbox_deliver.app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=0)
-            outbox_deliver.apply_async((outbox_id,), countdown=countdown, retry=False, connection=connection)
-    except Exception:  # the broker is unreachable: the row is safe in the database
-        logger.warning("outbox %s: broker unavailable, the sweep will queue it", outbox_id, exc_info=True)
+    task_enqueue(outbox_deliver, args=(outbox_id,), countdown=countdown, what=f"outbox {outbox_id}")
 
 
 def outbox_enqueue(*, message: Message) -> Outbox:
