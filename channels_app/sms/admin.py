@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from channels_app.sms.models import DevelopmentSms, SmsAccount, SmsNumber, SmsOptOut
+from channels_app.sms.models import DevelopmentSms, SmsAccount, SmsInbound, SmsNumber, SmsOptOut
 
 
 class SmsAccountForm(forms.ModelForm):
@@ -79,4 +82,46 @@ class DevelopmentSmsAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SmsInbound)
+class SmsInboundAdmin(admin.ModelAdmin):
+    """Twilio's inbound webhooks as received, so a supervisor sees any that are stuck or failed.
+
+    Read-only: the worker and the sweep move the rows; a supervisor only looks.
+    """
+
+    list_display = ["received_at", "state", "sender", "to_number", "message_sid", "attempts", "last_error"]
+    list_filter = ["state"]
+    search_fields = ["sender", "message_sid"]
+    date_hierarchy = "received_at"
+    fields = [
+        "message_sid",
+        "account",
+        "sender",
+        "to_number",
+        "received_at",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "claimed_at",
+        "last_error",
+        "processed_at",
+        "message",
+        "payload_pretty",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("payload"))
+    def payload_pretty(self, obj: SmsInbound) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False, sort_keys=True))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

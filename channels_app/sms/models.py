@@ -107,3 +107,63 @@ class DevelopmentSms(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to}: {self.body[:40]}"
+
+
+class SmsInbound(models.Model):
+    """An inbound SMS exactly as Twilio's webhook delivered it, stored before we acknowledge it.
+
+    Unique on Twilio's MessageSid, so a repeated or concurrent delivery of one SMS finds the first row (the
+    constraint decides, not a look first). The ``sms_inbound_process`` task turns the row into a message
+    after the acknowledgement; the sweep queues rows whose task was lost with a dead broker or worker.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting to be processed")
+        PROCESSING = "processing", _("Being processed")
+        DONE = "done", _("Processed")
+        IGNORED = "ignored", _("Ignored")
+        FAILED = "failed", _("Failed")
+
+    message_sid = models.CharField(_("message SID"), max_length=64, unique=True)
+    account = models.ForeignKey(SmsAccount, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
+    # The sender's E.164 number (short codes as they came): one sender's SMS are processed in receipt order.
+    sender = models.CharField(_("from"), max_length=64)
+    to_number = models.CharField(_("to"), max_length=32)
+    payload = models.JSONField(_("payload"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Only the worker holding the current claim may record the outcome.
+    claim_token = models.UUIDField(_("claim"), null=True, blank=True, editable=False)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("message")
+    )
+
+    class Meta:
+        verbose_name = _("inbound SMS (raw)")
+        verbose_name_plural = _("inbound SMS (raw)")
+        ordering = ["-id"]
+        indexes = [
+            # The head of each sender's queue: its oldest row not yet processed.
+            models.Index(
+                fields=["sender", "id"],
+                condition=models.Q(state__in=["pending", "processing"]),
+                name="sms_inbound_open_idx",
+            ),
+            models.Index(fields=["next_attempt_at"], condition=models.Q(state="pending"), name="sms_inbound_due_idx"),
+            models.Index(fields=["claimed_at"], condition=models.Q(state="processing"), name="sms_inbound_claimed_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state="processing", claimed_at__isnull=False, claim_token__isnull=False)
+                | ~models.Q(state="processing"),
+                name="sms_inbound_processing_is_claimed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_sid} from {self.sender} ({self.get_state_display()})"

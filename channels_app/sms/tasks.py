@@ -17,3 +17,16 @@ def sms_media_fetch(message_id: int, account_id: int, url: str, content_type: st
         )
     except ValueError:
         logger.warning("MMS media of message %s is too large; not stored", message_id)
+
+
+@shared_task(ignore_result=True)
+def sms_inbound_process(inbound_id: int) -> None:
+    """File the stored inbound SMS of this row's sender into conversations, oldest first."""
+    services.sms_inbound_process(inbound_id=inbound_id)
+
+
+@shared_task(ignore_result=True)
+def sms_inbound_sweep() -> None:
+    counts = services.sms_inbound_sweep()
+    if any(counts.values()):
+        logger.info("inbound SMS sweep: %s", counts)

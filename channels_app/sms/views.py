@@ -4,13 +4,11 @@ Webhooks are csrf-exempt because Twilio cannot send a CSRF token; they are
 authenticated instead by ``X-Twilio-Signature``, checked against
 PUBLIC_BASE_URL + path + query (Twilio signs the URL it called, which behind a
 proxy is not the one Django sees) before anything is written: 403 otherwise.
-They do the least work needed and answer at once; MMS media are fetched by a task.
+They do the least work needed and answer at once: an inbound SMS is stored raw and acknowledged, and a task
+files it into a conversation (docs/SMS.md, "Inbound"); MMS media are fetched by a task.
 """
 
 from __future__ import annotations
-
-import contextlib
-import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -20,13 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from channels_app.sms import provider, services
-from channels_app.sms.models import SmsAccount, SmsNumber
+from channels_app.sms.models import SmsAccount
 from core.ratelimit import rate_limited
 
-logger = logging.getLogger(__name__)
-
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-MAX_MEDIA = 10
 
 
 def _verified_account(request: HttpRequest) -> SmsAccount | None:
@@ -48,36 +43,15 @@ def _twiml() -> HttpResponse:
 @rate_limited("webhook", "RATE_LIMIT_WEBHOOK", methods=("POST", "GET"))
 @require_POST
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    """Store the verified payload and acknowledge; the ``sms_inbound_process`` task does the rest (IW1)."""
     account = _verified_account(request)
     if account is None:
         return HttpResponseForbidden("invalid signature")
     data = request.POST
-    number = (
-        SmsNumber.objects.select_related("service").filter(account=account, phone_number=data.get("To", "")).first()
-    )
-    if number is None:
-        # Not one of our configured numbers: acknowledge so Twilio stops retrying, and say so in the log.
-        logger.warning("SMS to unconfigured number %s ignored", data.get("To", ""))
-        return _twiml()
-    try:
-        count = min(int(data.get("NumMedia", "0") or 0), MAX_MEDIA)
-    except ValueError:
-        count = 0
-    media = tuple(
-        (data[f"MediaUrl{i}"], data.get(f"MediaContentType{i}", "")) for i in range(count) if data.get(f"MediaUrl{i}")
-    )
-    sms = services.InboundSms(
-        sid=data.get("MessageSid") or data.get("SmsSid", ""),
-        from_=data.get("From", ""),
-        to=number.phone_number,
-        body=data.get("Body", ""),
-        media=media,
-    )
-    if not sms.sid or not sms.from_:
+    if not (data.get("MessageSid") or data.get("SmsSid")) or not data.get("From"):
         return HttpResponse("missing MessageSid or From", status=400)
-    # A repeat of a message we have is acknowledged like the first delivery, so Twilio stops retrying.
-    with contextlib.suppress(services.SmsAlreadyReceived):
-        services.sms_inbound_receive(number=number, sms=sms)
+    # A repeat of a message we have (None) is acknowledged like the first delivery, so Twilio stops retrying.
+    services.sms_inbound_store(account=account, params=data)
     return _twiml()
 
 

@@ -80,6 +80,21 @@ def signed_post(client, path: str, params: dict, *, token: str = AUTH_TOKEN, url
     return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature, **extra)
 
 
+def run_inbound_tasks() -> list[str]:
+    """Run, as the worker would, the ``sms_inbound_process`` task the webhook queued for each stored row.
+
+    The acknowledgement only stores the raw payload; a test that expects the message runs the tasks that
+    the acknowledgement queued (in the order queued). Returns every row's state afterwards, oldest first.
+    """
+    from channels_app.sms.models import SmsInbound
+    from channels_app.sms.tasks import sms_inbound_process
+
+    pending = SmsInbound.objects.filter(state=SmsInbound.State.PENDING).order_by("id").values_list("pk", flat=True)
+    for pk in list(pending):
+        sms_inbound_process.apply(args=(pk,), throw=True)
+    return list(SmsInbound.objects.order_by("id").values_list("state", flat=True))
+
+
 def inbound_params(*, sid: str, body: str, from_: str = CUSTOMER, to: str = OUR_NUMBER, media: int = 0) -> dict:
     """A recorded Twilio inbound-SMS webhook payload (fields as Twilio sends them)."""
     params = {

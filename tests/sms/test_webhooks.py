@@ -10,13 +10,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from channels_app.sms.models import SmsOptOut
+from channels_app.sms.models import SmsInbound, SmsOptOut
 from channels_app.sms.services import sms_send
 from contacts.models import ContactPoint
 from conversations.models import Attachment, Conversation, Interaction, Medium, Message, Offer, Outbox, TimelineEntry
 from conversations.outbox import outbox_deliver
 from core.groups import agent_group
-from tests.sms.conftest import AUTH_TOKEN, CUSTOMER, inbound_params, signed_post, status_params
+from tests.sms.conftest import AUTH_TOKEN, CUSTOMER, inbound_params, run_inbound_tasks, signed_post, status_params
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +36,14 @@ def test_valid_signature_is_accepted(client, sms_number):
     response = signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hi"))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/xml")
+    assert run_inbound_tasks() == [SmsInbound.State.DONE]
     assert Message.objects.filter(provider_message_id="SM1").exists()
 
 
 def test_missing_signature_is_refused(client, sms_number):
     response = client.post(INBOUND, inbound_params(sid="SM1", body="Hi"))
     assert response.status_code == 403
+    assert not SmsInbound.objects.exists()
     assert not Message.objects.exists() and not Conversation.objects.exists()
 
 
@@ -54,17 +56,19 @@ def test_tampered_payload_is_refused(client, sms_number):
     signature = twilio_signature(auth_token=AUTH_TOKEN, url=settings.PUBLIC_BASE_URL + INBOUND, params=params)
     response = client.post(INBOUND, {**params, "Body": "Send me money"}, HTTP_X_TWILIO_SIGNATURE=signature)
     assert response.status_code == 403
-    assert not Message.objects.exists()
+    assert not SmsInbound.objects.exists() and not Message.objects.exists()
 
 
 def test_signature_for_another_url_is_refused(client, sms_number):
     response = signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hi"), url="https://evil.example" + INBOUND)
     assert response.status_code == 403
+    assert not SmsInbound.objects.exists()
 
 
 def test_signature_with_a_wrong_token_is_refused(client, sms_number):
     response = signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hi"), token="not-the-token")
     assert response.status_code == 403
+    assert not SmsInbound.objects.exists()
 
 
 def test_unknown_account_is_refused(client, sms_number):
@@ -93,8 +97,10 @@ def test_webhooks_only_take_post(client, sms_number):
 def test_sms_from_an_unknown_number_opens_a_conversation_queued_and_offered(
     client, sms_number, ready_agent, django_capture_on_commit_callbacks
 ):
+    signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hello?", from_="+491609999999"))
+    # The routing the task's transaction queues runs on its commit.
     with django_capture_on_commit_callbacks(execute=True):
-        signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hello?", from_="+491609999999"))
+        run_inbound_tasks()
     message = Message.objects.get(provider_message_id="SM1")
     assert message.medium == Medium.SMS and message.body == "Hello?"
     point = ContactPoint.objects.get(kind=ContactPoint.Kind.PHONE, value="+491609999999")
@@ -108,6 +114,7 @@ def test_sms_from_an_unknown_number_opens_a_conversation_queued_and_offered(
 
 def test_national_format_is_read_in_the_default_region(client, sms_number, contact):
     signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hi", from_="0170 1234567"))
+    run_inbound_tasks()
     assert Message.objects.get(provider_message_id="SM1").conversation.contact_id == contact.pk
 
 
@@ -116,8 +123,10 @@ def test_sms_reply_joins_open_conversation_live_on_the_agents_screen(
 ):
     published = []
     monkeypatch.setattr("core.realtime._send", lambda group, event: published.append((group, event)))
+    signed_post(client, INBOUND, inbound_params(sid="SM1", body="Thanks, got it"))
+    assert published == []  # the acknowledgement publishes nothing; the task does, after its commit
     with django_capture_on_commit_callbacks(execute=True):
-        signed_post(client, INBOUND, inbound_params(sid="SM1", body="Thanks, got it"))
+        run_inbound_tasks()
     message = Message.objects.get(provider_message_id="SM1")
     assert message.conversation_id == chat_conversation.pk
     assert message.interaction.state == Interaction.State.ACTIVE
@@ -131,12 +140,15 @@ def test_sms_reply_joins_open_conversation_live_on_the_agents_screen(
 def test_reply_joins_the_thread_the_agent_started(client, sms_number, chat_conversation, ready_agent):
     sent = sms_send(conversation=chat_conversation, agent_user=ready_agent.user, text="Summary")
     signed_post(client, INBOUND, inbound_params(sid="SM1", body="Thanks"))
+    run_inbound_tasks()
     assert Message.objects.get(provider_message_id="SM1").interaction_id == sent.interaction_id
 
 
 def test_duplicate_delivery_gives_one_message(client, sms_number):
     for _attempt in range(3):
         assert signed_post(client, INBOUND, inbound_params(sid="SMdup", body="Hi")).status_code == 200
+    assert SmsInbound.objects.filter(message_sid="SMdup").count() == 1
+    run_inbound_tasks()
     assert Message.objects.filter(provider_message_id="SMdup").count() == 1
     assert Interaction.objects.filter(medium=Medium.SMS).count() == 1
 
@@ -162,6 +174,8 @@ def test_concurrent_duplicates_give_exactly_one_message(sms_number):
     for thread in threads:
         thread.join()
     assert statuses == [200, 200, 200]
+    assert SmsInbound.objects.filter(message_sid="SMconc").count() == 1
+    run_inbound_tasks()
     assert Message.objects.filter(provider_message_id="SMconc").count() == 1
     assert Interaction.objects.filter(medium=Medium.SMS).count() == 1
     assert Conversation.objects.count() == 1
@@ -170,6 +184,7 @@ def test_concurrent_duplicates_give_exactly_one_message(sms_number):
 def test_sms_to_an_unconfigured_number_is_acknowledged_and_ignored(client, sms_number):
     response = signed_post(client, INBOUND, inbound_params(sid="SM1", body="Hi", to="+4930999999"))
     assert response.status_code == 200
+    assert run_inbound_tasks() == [SmsInbound.State.IGNORED]
     assert not Message.objects.exists()
 
 
@@ -178,6 +193,7 @@ def test_sms_to_an_unconfigured_number_is_acknowledged_and_ignored(client, sms_n
 
 def test_stop_opts_out_and_the_agent_sees_why(client, sms_number, chat_conversation, ready_agent, agent_client):
     signed_post(client, INBOUND, inbound_params(sid="SM1", body=" stop "))
+    run_inbound_tasks()
     assert SmsOptOut.objects.get(phone_number=CUSTOMER).keyword == "STOP"
     event = TimelineEntry.objects.get(conversation=chat_conversation, kind=TimelineEntry.Kind.CHANNEL_EVENT)
     assert event.data["event"] == "opted_out"
@@ -189,12 +205,15 @@ def test_stop_opts_out_and_the_agent_sees_why(client, sms_number, chat_conversat
 def test_start_opts_back_in(client, sms_number, chat_conversation, ready_agent):
     signed_post(client, INBOUND, inbound_params(sid="SM1", body="STOP"))
     signed_post(client, INBOUND, inbound_params(sid="SM2", body="START"))
+    assert run_inbound_tasks() == [SmsInbound.State.DONE, SmsInbound.State.DONE]
     assert not SmsOptOut.objects.exists()
     sms_send(conversation=chat_conversation, agent_user=ready_agent.user, text="Welcome back")
 
 
 def test_stop_inside_a_sentence_is_not_an_opt_out(client, sms_number):
     signed_post(client, INBOUND, inbound_params(sid="SM1", body="Please stop calling me at work"))
+    run_inbound_tasks()
+    assert Message.objects.filter(provider_message_id="SM1").exists()
     assert not SmsOptOut.objects.exists()
 
 
@@ -210,8 +229,9 @@ def test_mms_picture_is_stored_as_an_attachment_by_the_task(
 
     app.conf.task_always_eager = True
     try:
+        response = signed_post(client, INBOUND, inbound_params(sid="MM1", body="", media=1))
         with django_capture_on_commit_callbacks(execute=True):
-            response = signed_post(client, INBOUND, inbound_params(sid="MM1", body="", media=1))
+            run_inbound_tasks()
     finally:
         app.conf.task_always_eager = False
     assert response.status_code == 200
