@@ -111,8 +111,9 @@ def _doc_condition(groups: list[list[str]], *, doc: str) -> tuple[str, list[str]
             variants = [variant for text in group for variant in _case_variants(text)]
             clauses.append("(" + " OR ".join([f"+{doc} LIKE %s ESCAPE '\\'"] * len(variants)) + ")")
         else:
+            # The documents are lower-cased (contacts.search_index): this is ILIKE, folded once per search.
             variants = group
-            clauses.append("(" + " OR ".join([f"{doc} ILIKE %s"] * len(variants)) + ")")
+            clauses.append("(" + " OR ".join([f"{doc} LIKE lower(%s)"] * len(variants)) + ")")
         params += [_like_pattern(variant) for variant in variants]
     return " AND ".join(clauses), params
 
