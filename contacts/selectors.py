@@ -142,16 +142,17 @@ def _doc_filter(groups: list[list[str]]) -> Q:
     it reads newest first (contact_search_order_idx), so the reading stops as soon as a page is full."""
     contact_id = f'"{Contact._meta.db_table}"."id"'
     if connection.vendor == "sqlite":
-        # Membership in the FTS5 matches of the indexed words (their postings, read once; no contact row
-        # is read or sorted for them); the unary + keeps SQLite from driving the query by that list.
-        indexed = [group for group in groups if _indexable(group)]
-        rest = [group for group in groups if not _indexable(group)]
+        # Each contact's document is read by rowid and tested with LIKE, which for ASCII text finds what the
+        # trigram index finds. A non-ASCII word keeps the index's case folding for every alphabet: membership
+        # in its matches, read from the index once (the unary + keeps SQLite from driving the query by them).
+        folded = [group for group in groups if _indexable(group) and not all(text.isascii() for text in group)]
+        tested = [group for group in groups if group not in folded]
         sql, params = "", []
-        if indexed:
+        if folded:
             sql = f"+{contact_id} IN (SELECT rowid FROM contacts_search WHERE contacts_search MATCH %s)"  # noqa: S608
-            params = [_match_expression(indexed)]
-        if rest:
-            condition, more = _doc_condition(rest, doc="s.doc")
+            params = [_match_expression(folded)]
+        if tested:
+            condition, more = _doc_condition(tested, doc="s.doc")
             exists = f"EXISTS (SELECT 1 FROM contacts_search s WHERE s.rowid = {contact_id} AND {condition})"  # noqa: S608
             sql, params = (f"{sql} AND {exists}" if sql else exists), params + more
     else:
