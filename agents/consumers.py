@@ -25,7 +25,6 @@ import time
 import uuid
 from collections import deque
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -35,6 +34,7 @@ from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
+from core.db import database_sync_to_async
 from core.groups import agent_group
 from core.i18n import database_sync_to_async_in_language, language_from_scope
 
@@ -358,15 +358,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # Read marks change the row's unread count; delivery marks the open timeline.
         list_part, row = self._row_part(conversation_uuid)
         parts = [list_part]
-        conversation, shown = self._open_conversation_of(conversation_uuid, row)
-        if shown:
-            if conversation is not None:
-                entries = selectors.conversation_receipt_entries(conversation=conversation)
-                if entries:
-                    context = views.entries_context(
-                        conversation=conversation, user=self._user(), entries=entries[::-1], update_only=True
-                    )
-                    parts.append((views.ENTRIES, context))
+        conversation, _shown = self._open_conversation_of(conversation_uuid, row)
+        if conversation is not None:
+            entries = selectors.conversation_receipt_entries(conversation=conversation)
+            if entries:
+                context = views.entries_context(
+                    conversation=conversation, user=self._user(), entries=entries[::-1], update_only=True
+                )
+                parts.append((views.ENTRIES, context))
         return self._render(*parts)
 
     @database_sync_to_async_in_language

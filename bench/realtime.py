@@ -152,10 +152,19 @@ class Target:
     cookies: list[str]  # per agent: Cookie header
     csrf: list[str]  # per agent: X-CSRFToken (Parley)
     http_send: bool  # agents send by HTTP POST (Parley) or over their socket (bare)
+    # Several server processes (Parley with Redis): sockets are spread over them as a proxy would, so an
+    # agent and its customers are usually on different processes.
+    ports: list[int] = field(default_factory=list)
 
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def agent_port(self, number: int) -> int:
+        return self.ports[(number + 1) % len(self.ports)] if self.ports else self.port
+
+    def customer_port(self, chat: int) -> int:
+        return self.ports[chat % len(self.ports)] if self.ports else self.port
 
 
 @dataclass
@@ -271,7 +280,8 @@ class Load:
         async def open_agent(number: int) -> None:
             async with gate:
                 headers = {"Cookie": target.cookies[number], "Accept-Language": "en"}
-                ws = await connect(f"ws://127.0.0.1:{target.port}/ws/agent/", additional_headers=headers, **options)
+                url = f"ws://127.0.0.1:{target.agent_port(number)}/ws/agent/"
+                ws = await connect(url, additional_headers=headers, **options)
                 self.agents[number] = ws
                 self.readers.append(asyncio.create_task(self.watch(f"agent {number}", self.read_agent(number, ws))))
                 await asyncio.wait_for(self.agent_ready[number].wait(), 30)
@@ -284,7 +294,8 @@ class Load:
         async def open_customer(chat: int) -> None:
             async with gate:
                 headers = {"Accept-Language": "en"}
-                ws = await connect(f"ws://127.0.0.1:{target.port}/ws/chat/", additional_headers=headers, **options)
+                url = f"ws://127.0.0.1:{target.customer_port(chat)}/ws/chat/"
+                ws = await connect(url, additional_headers=headers, **options)
                 self.customers[chat] = ws
                 self.readers.append(asyncio.create_task(self.watch(f"customer {chat}", self.read_customer(chat, ws))))
                 await ws.send(json.dumps({"type": "resume", "token": target.tokens[chat], "after": 0}))
@@ -348,9 +359,9 @@ class Load:
         path = f"/desktop/c/{conversation}/send/"
         body = urlencode({"channel": "chat", "text": text}).encode()
         headers = {
-            "Host": f"127.0.0.1:{target.port}",
-            "Origin": target.origin,
-            "Referer": f"{target.origin}/desktop/c/{conversation}/",
+            "Host": f"127.0.0.1:{target.agent_port(number)}",
+            "Origin": f"http://127.0.0.1:{target.agent_port(number)}",
+            "Referer": f"http://127.0.0.1:{target.agent_port(number)}/desktop/c/{conversation}/",
             "Cookie": target.cookies[number],
             "X-CSRFToken": target.csrf[number],
             "HX-Request": "true",
@@ -362,7 +373,7 @@ class Load:
         request = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         sent.sent_at = time.perf_counter()
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", target.agent_port(number))
             writer.write(request.encode() + body)
             response = await asyncio.wait_for(reader.read(), 30)
             writer.close()
@@ -468,16 +479,18 @@ class Load:
 
 
 class CpuMeter:
-    """CPU seconds used by this process and by the server process between two readings."""
+    """CPU seconds used by this process and by the server processes between two readings."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
         self.ticks = os.sysconf("SC_CLK_TCK")
 
     def read(self) -> tuple[float, float, float]:
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-        server = (int(fields[11]) + int(fields[12])) / self.ticks
+        server = 0.0
+        for pid in self.pids:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            server += (int(fields[11]) + int(fields[12])) / self.ticks
         own = os.times()
         return time.perf_counter(), server, own.user + own.system
 
@@ -487,9 +500,9 @@ class CpuMeter:
         return (after[1] - before[1]) / wall, (after[2] - before[2]) / wall
 
 
-async def drive(target: Target, args, server_pid: int, nominal_seconds: float) -> dict:
+async def drive(target: Target, args, server_pids: list[int], nominal_seconds: float) -> dict:
     load = Load(target)
-    meter = CpuMeter(server_pid)
+    meter = CpuMeter(server_pids)
     await load.connect()
     await asyncio.sleep(1.0)
     before = meter.read()
@@ -855,7 +868,11 @@ def describe(args, bare_seconds: float) -> None:
         import channels_redis
 
         versions += f", channels-redis {channels_redis.__version__}, {_support.redis_version()}"
-        kind = "Redis (channels_redis RedisChannelLayer: lists, not pub/sub)"
+        kind = (
+            "Redis pub/sub (channels_redis RedisPubSubChannelLayer)"
+            if "PubSub" in layer["BACKEND"]
+            else "Redis (channels_redis RedisChannelLayer: lists, not pub/sub)"
+        )
     else:
         kind = "in-memory (InMemoryChannelLayer, inside the one daphne process)"
     config = {key: value for key, value in layer.get("CONFIG", {}).items() if key != "hosts"}
@@ -871,7 +888,8 @@ def describe(args, bare_seconds: float) -> None:
     print(
         f"  settings  config.settings_test, DEBUG={settings.DEBUG}, "
         f"CONN_MAX_AGE={connection.settings_dict.get('CONN_MAX_AGE')}, "
-        f"CHAT_RATE_LIMIT_PER_10S={settings.CHAT_RATE_LIMIT_PER_10S}"
+        f"CHAT_RATE_LIMIT_PER_10S={settings.CHAT_RATE_LIMIT_PER_10S}, WEBSOCKET_DB_THREADS="
+        f"{settings.WEBSOCKET_DB_THREADS}, daphne processes {args.processes}"
     )
     print(
         f"  load      {args.agents} agents x {args.chats_per_agent} chats = {chats} customer + {args.agents} agent "
@@ -892,8 +910,13 @@ def main() -> int:
     parser.add_argument("--saturation", type=float, default=10.0, help="saturation phase, s (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="first seconds of saturation not counted (default 1)")
     parser.add_argument("--window", type=int, default=1, help="messages per customer not yet shown to its agent (1)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="daphne processes, sockets spread over them (needs REDIS_URL)"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.processes > 1 and not os.environ.get("REDIS_URL"):
+        parser.error("--processes above 1 needs REDIS_URL: the in-memory layer does not span processes")
 
     if args.serve_bare:
         asyncio.run(serve_bare(args.serve_bare, args.chats_per_agent))
@@ -931,14 +954,16 @@ def main() -> int:
             csrf=[""] * args.agents,
             http_send=False,
         )
-        bare = asyncio.run(drive(bare_target, args, procs[-1].pid, bare_seconds))
+        bare = asyncio.run(drive(bare_target, args, [procs[-1].pid], bare_seconds))
         stop(procs[-1])
 
-        port = _support.free_port()
-        procs.append(start_daphne(port, run_dir / "daphne.log"))
+        ports = [_support.free_port() for _ in range(args.processes)]
+        servers = [start_daphne(port, run_dir / f"daphne-{n}.log") for n, port in enumerate(ports)]
+        procs.extend(servers)
         parley_target = Target(
             name="parley",
-            port=port,
+            port=ports[0],
+            ports=ports if args.processes > 1 else [],
             chats_per_agent=args.chats_per_agent,
             tokens=parley["tokens"],
             conversations=parley["conversations"],
@@ -946,8 +971,9 @@ def main() -> int:
             csrf=parley["csrf"],
             http_send=True,
         )
-        full = asyncio.run(drive(parley_target, args, procs[-1].pid, args.duration))
-        stop(procs[-1])
+        full = asyncio.run(drive(parley_target, args, [server.pid for server in servers], args.duration))
+        for server in servers:
+            stop(server)
         failures = report(bare, full, stored_messages(parley["chat_of_conversation"]))
         print(f"\n  load average at the end {os.getloadavg()[0]:.2f}")
     finally:

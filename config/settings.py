@@ -106,12 +106,23 @@ else:
 # HTTP requests under ASGI run in a thread of their own, which closes its connection when the request
 # ends (core.db).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
+# Threads running the websocket consumers' database work in each web process (core.db).
+WEBSOCKET_DB_THREADS = env.int("WEBSOCKET_DB_THREADS", default=4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and Celery broker --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 
-if REDIS_URL:
+# "redis": channels_redis's core layer (lists with a capacity per channel); "redis-pubsub": its pub/sub layer.
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis")
+if REDIS_URL and CHANNEL_LAYER == "redis-pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="parley")},
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -6,10 +6,11 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
+
+from core.db import database_sync_to_async
 
 T = TypeVar("T")
 

@@ -16,10 +16,11 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+
+from core.db import database_sync_to_async
 
 logger = logging.getLogger(__name__)
 

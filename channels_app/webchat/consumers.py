@@ -24,7 +24,6 @@ import json
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -35,6 +34,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.webchat import selectors, services
 from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
+from core.db import database_sync_to_async
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
 from core.ratelimit import TokenBucket, limit_exceeded, scope_address
