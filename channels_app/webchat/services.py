@@ -215,9 +215,7 @@ def _clean_text(text: str) -> str:
 @transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     text = _clean_text(text)
-    interaction = (
-        Interaction.objects.select_for_update().select_related("conversation").get(pk=session.interaction_id)
-    )
+    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=session.interaction_id)
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     message = message_record(
