@@ -16,34 +16,45 @@ from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
-_local = threading.local()
+# Idle connections to the broker, per process and broker URL, shared by all threads: Django runs each HTTP
+# request in a thread of its own, so a per-thread connection would be a new one per request.
+_idle: dict[tuple[int, str], list[Connection]] = {}
+_idle_lock = threading.Lock()
+MAX_IDLE = 8
 
 
-def _connection(app: Celery) -> Connection:
-    """This thread's open connection to the broker, kept between calls.
+def _key(app: Celery) -> tuple[int, str]:
+    # A forked worker must not use its parent's sockets; tests point the broker elsewhere.
+    return (os.getpid(), app.conf.broker_write_url or app.conf.broker_url)
 
-    A new connection per call cost ~13 ms of an inbound webhook's acknowledgement (connect, and declaring the
-    queue again, which kombu remembers per connection). Keyed on the process (a forked worker must not share
-    its parent's socket) and the broker URL (tests point it elsewhere).
+
+def _acquire(app: Celery) -> Connection:
+    """An open connection from the idle ones, else a new one (not connected yet).
+
+    A new connection per call cost ~13 ms of an inbound webhook's acknowledgement: connecting, and declaring
+    the queue again, which kombu remembers per connection.
     """
-    key = (os.getpid(), app.conf.broker_write_url or app.conf.broker_url)
-    current = getattr(_local, "key", None)
-    if current != key:
-        # A connection inherited across a fork is the parent's socket: leave it alone, never close it here.
-        _forget(close=current is not None and current[0] == key[0])
-        _local.connection = app.connection_for_write()
-        _local.key = key
-    return _local.connection
+    with _idle_lock:
+        idle = _idle.get(_key(app))
+        if idle:
+            return idle.pop()
+    return app.connection_for_write()
 
 
-def _forget(*, close: bool = True) -> None:
-    connection = getattr(_local, "connection", None)
-    _local.connection = _local.key = None
-    if connection is not None and close:
-        try:
-            connection.release()
-        except Exception:  # already broken; nothing to hand back
-            logger.debug("closing a broken broker connection failed", exc_info=True)
+def _release(app: Celery, connection: Connection) -> None:
+    with _idle_lock:
+        idle = _idle.setdefault(_key(app), [])
+        if len(idle) < MAX_IDLE:
+            idle.append(connection)
+            return
+    _close(connection)
+
+
+def _close(connection: Connection) -> None:
+    try:
+        connection.release()
+    except Exception:  # already broken; nothing to hand back
+        logger.debug("closing a broken broker connection failed", exc_info=True)
 
 
 def task_enqueue(task: Task, *, args: Sequence = (), countdown: float = 0, what: str = "") -> bool:
@@ -51,16 +62,17 @@ def task_enqueue(task: Task, *, args: Sequence = (), countdown: float = 0, what:
 
     The caller's row must be safe in the database already: ``False`` means its sweep queues it later.
     """
+    # With the broker down, a plain apply_async spends ~6 s in kombu's connection retries (retry=False
+    # covers only the publish), which OB1 showed as an agent's send taking 6 s per SMS. One connection
+    # attempt, no retries, then publish on that connection: down means "the sweep queues it", at once.
+    connection = _acquire(task.app)
     try:
-        # With the broker down, a plain apply_async spends ~6 s in kombu's connection retries (retry=False
-        # covers only the publish), which OB1 showed as an agent's send taking 6 s per SMS. One connection
-        # attempt, no retries, then publish on that connection: down means "the sweep queues it", at once.
-        connection = _connection(task.app)
         connection.ensure_connection(max_retries=0)
         task.apply_async(tuple(args), countdown=countdown, retry=False, connection=connection)
     except Exception:  # the broker is unreachable: the row is safe in the database
-        # A connection that failed is never trusted again: the next call connects afresh, once.
-        _forget()
+        # A connection that failed is never used again: the next call connects afresh, once.
+        _close(connection)
         logger.warning("%s: broker unavailable, the sweep will queue it", what or task.name, exc_info=True)
         return False
+    _release(task.app, connection)
     return True
