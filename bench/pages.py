@@ -4,24 +4,30 @@ DB1: the agent pages run the same number of queries at 1 thousand and 1 million 
 DB2: p95 at 1 M ÷ p95 at 1 k ≤ 1.5 on SQLite and PostgreSQL; keyset pagination, no COUNT(*) or OFFSET
 over messages.
 
-    .venv/bin/python bench/pages.py                       # SQLite, 1 k then 1 M messages
+    .venv/bin/python bench/pages.py                       # SQLite, 1 k and 1 M messages
     .venv/bin/python bench/pages.py --messages 100000     # a quicker run (small set stays 1 k)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/parley .venv/bin/python bench/pages.py
 
-Its own test database (as routing.py). The small set is seeded with ``seed_bulk`` (1,000 messages,
-20 conversations, 10 contacts) and measured; then the large set (``--messages``, with contacts and
-conversations in QUALITY.md's proportions) is seeded into the same database and measured. Each set has
-its own agent with three open conversations holding 1 % of the set's messages each, at least 150 (a
-full timeline page at 1 k; 10,000 at 1 M), so the long timelines grow with the data too. Pages, through
-the Django test Client against the real views, logged in as that agent: the desktop (Active Conversations List), the
-workspace of an open conversation (timeline tail, contact panel, history), the history record of one
-of the contact's earlier conversations; plus contact search and a contact's activities through their
-selectors (the contact screens are being built). Exits non-zero on a miss.
+Two test databases of its own (as routing.py), one per data set: the small set (1,000 messages,
+20 conversations, 10 contacts) and the large set (``--messages``, with contacts and conversations in
+QUALITY.md's proportions), both seeded with ``seed_bulk``. Each set has its own agent with three open
+conversations holding 1 % of the set's messages each, at least 150 (a full timeline page at 1 k; 10,000
+at 1 M), so the long timelines grow with the data too. Pages, through the Django test Client against the
+real views, logged in as that agent: the desktop (Active Conversations List), the workspace of an open
+conversation (timeline tail, contact panel, history), the history record of one of the contact's earlier
+conversations; plus contact search and a contact's activities through their selectors (the contact
+screens are being built).
+
+The two sets are timed interleaved, request by request (small, large, large, small, ...), each on its
+own open connection, so load from other processes on a shared machine falls on both sides of a ratio
+alike instead of on whichever set was measured at a busier minute. Exits non-zero on a miss.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import io
 import os
 import platform
@@ -29,6 +35,7 @@ import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import _support
 from _support import create_database, database_version, ms, percentile
@@ -38,7 +45,8 @@ _support.setup_django("pages")
 import django  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from django.db.utils import load_backend  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment, teardown_test_environment  # noqa: E402
 from django.urls import reverse  # noqa: E402
@@ -46,6 +54,8 @@ from django.utils import timezone  # noqa: E402
 
 MAX_QUERIES = 10
 MAX_RATIO = 1.5
+# Search results compared per set: the small set has 10 contacts, so no search returns more there.
+COMPARED_RESULTS = 10
 BIG_TABLES = ("conversations_message", "conversations_timelineentry")
 
 
@@ -74,6 +84,7 @@ def seed(tag: str, messages: int) -> object:
 
 def pages(user) -> dict:
     from contacts.selectors import contact_activities, contacts_search
+    from contacts.views import SEARCH_PAGE
     from conversations.models import Conversation
 
     client = Client()
@@ -97,13 +108,17 @@ def pages(user) -> dict:
             "desktop (ACL)": get(reverse("desktop")),
             "workspace": get(reverse("conversations:page", args=[conversation.uuid])),
             "history record": get(reverse("conversations:history", args=[earlier.uuid])),
-            # An agent looks up one customer: by name (the bulk names carry a number, "Meyer 1234") and by a
-            # fragment of their phone number typed in national format.
-            "contact search": lambda: contacts_search(query=contact.last_name),
+            # An agent looks a customer up by name and by phone number typed in national format. The bulk
+            # names carry a number ("Schmidt 1"), but the surname is a tenth of all contacts' and every phone
+            # number holds a 1: the name matches all 10 contacts of the small set and 1,018 of the large one.
+            # So pages of the same size are compared, 10 results (all the small set has): a full page of 25
+            # at 1 M against 10 at 1 k would time building 15 more results, not the data (shown ungated below).
+            "contact search (name)": lambda: contacts_search(query=contact.last_name, limit=COMPARED_RESULTS),
             "contact search (phone)": lambda: contacts_search(query=phone_national),
-            # Informational, not gated: a surname shared by a tenth of all contacts matches 1 contact in the
-            # small set and 1,000 in the large one; the work grows with the matches, not the table.
-            "search, 10 % match *": lambda: contacts_search(query=contact.last_name.split()[0]),
+            # Not gated: the page the search screen asks for (10 results at 1 k, 25 at 1 M), and the bare
+            # surname a tenth of all contacts share.
+            "search (name), page *": lambda: contacts_search(query=contact.last_name, limit=SEARCH_PAGE + 1),
+            "search, 10 % match *": lambda: contacts_search(query=contact.last_name.split()[0], limit=SEARCH_PAGE + 1),
             "contact activities": lambda: contact_activities(contact=contact),
         },
         conversation,
@@ -111,22 +126,105 @@ def pages(user) -> dict:
     )
 
 
-def measure(user, rounds: int) -> tuple[dict, dict, list[str]]:
-    found, _conversation, _contact = pages(user)
-    counts, p95s, sqls = {}, {}, []
-    for name, request in found.items():
-        request()
-        with CaptureQueriesContext(connection) as captured:
+class Databases:
+    """The two data sets' databases, each with its connection kept open; ``use`` makes one the default."""
+
+    def __init__(self) -> None:
+        self.wrappers: dict[str, object] = {}
+
+    def add(self, tag: str) -> None:
+        """A new test database for ``tag``, migrated, and made the default connection."""
+        current = connection.settings_dict
+        if self.wrappers:
+            settings_dict = copy.deepcopy(current)
+            test = settings_dict.setdefault("TEST", {})
+            if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+                test["NAME"] = str(Path(current["NAME"]).with_name(f"test-db-{tag}.sqlite3"))
+            else:
+                test["NAME"] = f"{current['NAME']}_{tag}"
+            wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "default")
+            connections._connections.default = wrapper
+            wrapper.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=False)
+        else:
+            # A pool (psycopg_pool) is kept per alias, so two databases behind one alias would share it; the
+            # test Client holds one connection per database for the whole run anyway.
+            connection.settings_dict.get("OPTIONS", {}).pop("pool", None)
+            create_database()
+        wrapper = connections["default"]
+        # Its own settings: creating the next database rewrites the NAME in the shared settings.DATABASES.
+        wrapper.settings_dict = copy.deepcopy(wrapper.settings_dict)
+        self.wrappers[tag] = wrapper
+
+    def use(self, tag: str) -> None:
+        connections._connections.default = self.wrappers[tag]
+
+    def destroy(self, old_name: str) -> None:
+        for tag in self.wrappers:
+            self.use(tag)
+            connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
+
+
+class GcPauses:
+    """The garbage collector's pauses while timing (they land in whichever request is running)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> str:
+        parts = []
+        for generation in (0, 1, 2):
+            pauses = [pause for gen, pause in self.pauses if gen == generation]
+            if pauses:
+                parts.append(f"gen{generation} {len(pauses)} (longest {ms(max(pauses))}, in all {ms(sum(pauses))})")
+        return ", ".join(parts) or "none"
+
+
+def measure(databases: Databases, users: dict, rounds: int, gc_pauses: GcPauses) -> tuple[dict, dict, dict]:
+    """Per page: the queries of one request per set, then ``rounds`` timed requests per set, interleaved."""
+    found = {}
+    for tag, user in users.items():
+        databases.use(tag)
+        found[tag] = pages(user)[0]
+    counts = {tag: {} for tag in users}
+    times = {tag: {} for tag in users}
+    sqls = {tag: [] for tag in users}
+    for name in found["small"]:
+        for tag in users:
+            databases.use(tag)
+            request = found[tag][name]
             request()
-        counts[name] = len(captured.captured_queries)
-        sqls += [query["sql"] for query in captured.captured_queries]
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            request()
-            times.append(time.perf_counter() - start)
-        p95s[name] = (statistics.median(times), percentile(times, 95))
-    return counts, p95s, sqls
+            with CaptureQueriesContext(connection) as captured:
+                request()
+            counts[tag][name] = len(captured.captured_queries)
+            sqls[tag] += [query["sql"] for query in captured.captured_queries]
+            times[tag][name] = []
+        # A full collection scans the whole heap of this process (Django, the app, two data sets' caches):
+        # 100-230 ms here, landing in whichever request runs, so it decided p95s at random whatever the
+        # data. Frozen, the heap is left out; the collections of each request's own objects still count.
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(gc_pauses)
+        for round_ in range(rounds):
+            # Alternate which set goes first, so neither always follows the other's request.
+            for tag in ("small", "large") if round_ % 2 == 0 else ("large", "small"):
+                databases.use(tag)
+                request = found[tag][name]
+                start = time.perf_counter()
+                request()
+                times[tag][name].append(time.perf_counter() - start)
+        gc.callbacks.remove(gc_pauses)
+    summary = {
+        tag: {name: (statistics.median(values), percentile(values, 95)) for name, values in times[tag].items()}
+        for tag in users
+    }
+    return counts, summary, sqls
 
 
 def forbidden(sqls: list[str]) -> list[str]:
@@ -175,46 +273,113 @@ def plans(user) -> tuple[list[str], list[str]]:
     return lines, problems
 
 
+# Requests whose every query is explained at the large set (PostgreSQL: EXPLAIN ANALYZE).
+EXPLAINED_REQUESTS = ("desktop (ACL)", "contact search (name)", "contact search (phone)", "search, 10 % match *")
+# A plan node discarding more rows than this per loop reads what the page does not show, which grows with the data.
+MAX_REMOVED_BY_FILTER = 1000
+
+
+def request_plans(found: dict) -> tuple[list[str], list[str]]:
+    """The plan of every query of a few requests, with problems: a scan of the search documents or the
+    contacts, a sequential scan of a big table, or (PostgreSQL) a node that filters away many rows."""
+    from contacts.selectors import SEARCH_CANDIDATES
+
+    lines, problems = [], []
+    for name in EXPLAINED_REQUESTS:
+        with CaptureQueriesContext(connection) as captured:
+            found[name]()
+        for number, query in enumerate(captured.captured_queries, 1):
+            sql = query["sql"]
+            if not sql.startswith("SELECT") or not any(table in sql for table in (*BIG_TABLES, "contacts_")):
+                continue
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}")
+                    plan = [row[0] for row in cursor.fetchall()]
+                else:
+                    cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+                    plan = [row[3] for row in cursor.fetchall()]
+            lines.append(f"  {name}, query {number}: {sql[:100]}…")
+            lines += [f"      {line}" for line in plan]
+            stopped = False
+            for line in plan:
+                text = line.strip()
+                full_scan = (text.startswith("SCAN contacts_search VIRTUAL TABLE INDEX 0:") and text.endswith(":")) or (
+                    text.startswith("SCAN") and "contacts_contact " in f"{text} " and "INDEX" not in text
+                )
+                seq_scan = "Seq Scan on" in text and any(
+                    table in text for table in (*BIG_TABLES, "contacts_contact ", "contacts_search")
+                )
+                # The search's candidates are taken up to a limit (contacts.selectors.SEARCH_CANDIDATES); a scan
+                # that stopped there read a number of documents that the limit bounds, not the data.
+                if seq_scan and f"(actual rows={SEARCH_CANDIDATES + 1} " in text:
+                    stopped, seq_scan = True, False
+                    lines.append(f"      ^ stopped at the candidates' limit ({name})")
+                removed = re.search(r"Rows Removed by Filter: (\d+)", text)
+                if full_scan or seq_scan:
+                    problems.append(f"{name}: {text}")
+                if removed and int(removed.group(1)) > MAX_REMOVED_BY_FILTER and not stopped:
+                    problems.append(f"{name}: a node reads and discards {removed.group(1)} rows per loop")
+    return lines, problems
+
+
+def load() -> str:
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000, help="messages in the large set (1,000,000)")
     parser.add_argument("--small", type=int, default=1_000, help="messages in the small set (1,000)")
-    parser.add_argument("--rounds", type=int, default=100, help="requests per page and set (100)")
+    parser.add_argument("--rounds", type=int, default=200, help="timed requests per page and set (200)")
     args = parser.parse_args()
 
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
-    create_database()
+    databases = Databases()
     failures: list[str] = []
     try:
         import sqlite3
 
+        databases.add("small")
         print("DB1/DB2 page benchmark")
         print(f"  date      {timezone.now():%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs")
         print(
             f"  versions  Python {platform.python_version()}, Django {django.get_version()}, {database_version()}"
             f" (sqlite3 module {sqlite3.sqlite_version})"
         )
-        print(f"  rounds    {args.rounds} requests per page and set, after one warm-up and one counted request")
+        print(
+            f"  rounds    {args.rounds} requests per page and set, after one warm-up and one counted request,"
+            " the sets interleaved"
+        )
+        print(f"  load      {load()} (1/5/15 min) at start")
 
-        small_user = seed("small", args.small)
-        small_counts, small_times, small_sql = measure(small_user, args.rounds)
-        large_user = seed("large", args.messages)
-        if connection.vendor == "postgresql":
-            # Steady state after a bulk load: statistics and visibility map up to date, so autovacuum does not
-            # start on the new million rows in the middle of the measurement.
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM (ANALYZE)")
-        large_counts, large_times, large_sql = measure(large_user, args.rounds)
+        users = {}
+        for tag, messages in (("small", args.small), ("large", args.messages)):
+            if tag not in databases.wrappers:
+                databases.add(tag)
+            users[tag] = seed(tag, messages)
+            if connection.vendor == "postgresql":
+                # Steady state after a bulk load: statistics and visibility map up to date, so autovacuum does
+                # not start on the new rows in the middle of the measurement.
+                with connection.cursor() as cursor:
+                    cursor.execute("VACUUM (ANALYZE)")
+        print(f"  load      {load()} after seeding")
+        gc_pauses = GcPauses()
+        counts, times, sqls = measure(databases, users, args.rounds, gc_pauses)
+        print(f"  load      {load()} after measuring")
+        print(f"  gc        pauses while timing: {gc_pauses.summary()}")
+        small_counts, large_counts = counts["small"], counts["large"]
+        small_times, large_times = times["small"], times["large"]
 
         print(
-            f"\n{'page':<20} {'queries':>9} {'p50 small':>11} {'p95 small':>11} "
+            f"\n{'page':<24} {'queries':>9} {'p50 small':>11} {'p95 small':>11} "
             f"{'p50 large':>11} {'p95 large':>11} ratio"
         )
         for name in small_counts:
             ratio = large_times[name][1] / small_times[name][1]
             print(
-                f"{name:<20} {small_counts[name]:>4}/{large_counts[name]:<4} "
+                f"{name:<24} {small_counts[name]:>4}/{large_counts[name]:<4} "
                 f"{ms(small_times[name][0]):>11} {ms(small_times[name][1]):>11} "
                 f"{ms(large_times[name][0]):>11} {ms(large_times[name][1]):>11} {ratio:5.2f}"
             )
@@ -226,7 +391,8 @@ def main() -> int:
                 failures.append(f"DB1 {name}: {large_counts[name]} queries > {MAX_QUERIES}")
             if ratio > MAX_RATIO and not name.endswith("*"):
                 failures.append(f"DB2 {name}: p95 ratio {ratio:.2f} > {MAX_RATIO}")
-        bad = forbidden(small_sql + large_sql)
+        large_sql = sqls["large"]
+        bad = forbidden(sqls["small"] + large_sql)
         for sql in bad:
             failures.append(f"DB2 COUNT(*)/OFFSET over messages: {sql}")
         counted = sorted({s[:120] for s in large_sql if "COUNT(" in s.upper() and any(t in s for t in BIG_TABLES)})
@@ -236,12 +402,14 @@ def main() -> int:
             for sql in counted:
                 print(f"    {sql}…")
 
-        lines, problems = plans(large_user)
+        databases.use("large")
+        lines, problems = plans(users["large"])
+        more_lines, more_problems = request_plans(pages(users["large"])[0])
         print("\nEXPLAIN at the large set:")
-        print("\n".join(lines))
-        failures += [f"plan: {problem}" for problem in problems]
+        print("\n".join(lines + more_lines))
+        failures += [f"plan: {problem}" for problem in problems + more_problems]
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
+        databases.destroy(old_name)
         teardown_test_environment()
         _support.cleanup_run("bench-pages-")
 
