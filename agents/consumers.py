@@ -19,11 +19,13 @@ A frame naming a conversation that is not the agent's gets an error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass, field
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -57,6 +59,38 @@ FRAME_WINDOW = 10.0
 CLOSE_TRY_AGAIN = 1013
 
 
+@dataclass
+class Pending:
+    """What the events since the last push named; rendered together, read once from the database.
+
+    A burst of events costs one render instead of one each, and the consumer takes the next event off
+    the channel layer at once, so a busy desktop never builds a queue of renders (or of events).
+    """
+
+    state: bool = False
+    offers: bool = False
+    whole_list: bool = False
+    rows: set[str] = field(default_factory=set)
+    # The conversation the tab showed when these events came, and what changed in it.
+    open_conversation: str = ""
+    entries: set[int] = field(default_factory=set)
+    controls: bool = False
+    contact: bool = False
+    receipts: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.state
+            or self.offers
+            or self.whole_list
+            or self.rows
+            or self.entries
+            or self.controls
+            or self.contact
+            or self.receipts
+        )
+
+
 class FrameError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -80,6 +114,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.open_conversation: str = ""
         self.last_typing: tuple[str, bool, float] = ("", False, 0.0)
         self.frame_times: deque[float] = deque()
+        self.pending = Pending()
+        self.flusher: asyncio.Future | None = None
+        # One render and send at a time, so pushes reach the tab in the order they were read.
+        self.render_lock = asyncio.Lock()
         self.groups_joined = [agent_group(user.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -89,6 +127,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.send_html(await self.render_overview())
 
     async def disconnect(self, code: int) -> None:
+        flusher = getattr(self, "flusher", None)
+        if flusher is not None:
+            flusher.cancel()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -139,8 +180,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def on_resync(self, frame: dict) -> None:
         target = frame.get("conversation") or ""
         after = _non_negative_int(frame.get("after", 0))
-        html, found = await self.render_resync(_uuid_or_empty(target), after)
-        await self.send_html(html)
+        async with self.render_lock:
+            html, found = await self.render_resync(_uuid_or_empty(target), after)
+            await self.send_html(html)
         if target and not found:
             raise FrameError("conversation_not_found")
 
@@ -168,30 +210,79 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if html.strip():
             await self.send(text_data=html)
 
-    async def send_state(self) -> None:
-        await self.send_html(await self.render_state())
+    def _is_open(self, event: dict) -> bool:
+        """Whether the event is about the conversation this tab shows (remembered for the render)."""
+        if not self.open_conversation or event.get("conversation") != self.open_conversation:
+            return False
+        if self.pending.open_conversation != self.open_conversation:
+            # The tab moved on to another conversation: what was pending for the last one is moot.
+            self.pending.open_conversation = self.open_conversation
+            self.pending.entries.clear()
+            self.pending.controls = self.pending.contact = self.pending.receipts = False
+        return True
+
+    def _row(self, event: dict) -> None:
+        conversation_uuid = event.get("conversation")
+        if isinstance(conversation_uuid, str) and conversation_uuid:
+            self.pending.rows.add(conversation_uuid)
+        else:
+            self.pending.whole_list = True
+
+    def _flush_soon(self) -> None:
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                async with self.render_lock:
+                    pending, self.pending = self.pending, Pending()
+                    await self.send_html(await self.render_pending(pending))
+        except DatabaseError as exc:
+            # The database is unreachable, so the push cannot be rendered. Close with "try again later":
+            # the desktop reconnects and re-syncs from the database once it is back, missing nothing.
+            logger.warning("agent socket: database unavailable during a push: %r", exc)
+            await self.close(code=CLOSE_TRY_AGAIN)
 
     # Channel-layer events ----------------------------------------------------------------
     async def agent_state(self, event: dict) -> None:
-        await self.send_state()
+        self.pending.state = True
+        self._flush_soon()
 
     async def agent_offers(self, event: dict) -> None:
-        await self.send_html(await self.render_offers())
+        self.pending.offers = True
+        self._flush_soon()
 
     async def agent_conversations(self, event: dict) -> None:
-        await self.send_html(await self.render_conversation_update(None))
+        self.pending.whole_list = True
+        self._flush_soon()
 
     async def conversation_changed(self, event: dict) -> None:
-        await self.send_html(await self.render_conversation_update(event.get("conversation")))
+        self.pending.whole_list = True
+        if self._is_open(event):
+            self.pending.controls = True
+        self._flush_soon()
 
     async def conversation_timeline(self, event: dict) -> None:
-        await self.send_html(await self.render_timeline_event(event.get("conversation"), event.get("entry_id")))
+        # Every message moves its conversation's row (preview, unread, waiting timer); only that row is sent.
+        self._row(event)
+        if self._is_open(event):
+            self.pending.entries.add(_non_negative_int(event.get("entry_id", 0)))
+        self._flush_soon()
 
     async def conversation_contact(self, event: dict) -> None:
-        await self.send_html(await self.render_contact_update(event.get("conversation")))
+        # The row shows the contact's name; the open conversation's panel and composer its addresses.
+        self._row(event)
+        if self._is_open(event):
+            self.pending.controls = self.pending.contact = True
+        self._flush_soon()
 
     async def conversation_receipts(self, event: dict) -> None:
-        await self.send_html(await self.render_receipts(event.get("conversation")))
+        # Read marks change the row's unread count; delivery marks the open timeline.
+        self._row(event)
+        if self._is_open(event):
+            self.pending.receipts = True
+        self._flush_soon()
 
     async def conversation_typing(self, event: dict) -> None:
         if event.get("who") != "customer" or event.get("conversation") != self.open_conversation:
@@ -250,19 +341,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         ]
 
     @database_sync_to_async_in_language
-    def render_state(self) -> str:
-        agent = agent_for_user(user=self._user())
-        return self._render(("agents/desktop.html#agent-state", state_partial_context(agent=agent)))
-
-    @database_sync_to_async_in_language
     def render_overview(self) -> str:
         return self._render(*self._overview_parts())
-
-    @database_sync_to_async_in_language
-    def render_offers(self) -> str:
-        from conversations import views
-
-        return self._render((views.OFFERS, views.offers_context(user=self._user())))
 
     @database_sync_to_async_in_language
     def render_resync(self, target: str, after: int) -> tuple[str, bool]:
@@ -286,87 +366,67 @@ class AgentConsumer(AsyncWebsocketConsumer):
         return self._render(*parts), conversation is not None
 
     @database_sync_to_async_in_language
-    def render_conversation_update(self, conversation_uuid: str | None) -> str:
-        from conversations import views
+    def render_pending(self, pending: Pending) -> str:
+        """Everything the events since the last push named, read once from the database.
 
-        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
-        if conversation_uuid and conversation_uuid == self.open_conversation:
-            conversation = self._own_conversation(conversation_uuid)
-            parts.extend(self._controls_parts(conversation) if conversation else self._gone_parts(conversation_uuid))
-        return self._render(*parts)
-
-    @database_sync_to_async_in_language
-    def render_contact_update(self, conversation_uuid: str | None) -> str:
-        from conversations import views
-
-        # The list shows the contact's name; the open conversation's panel and composer its addresses.
-        parts = [(views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation))]
-        if conversation_uuid and conversation_uuid == self.open_conversation:
-            conversation = self._own_conversation(conversation_uuid)
-            if conversation is not None:
-                parts.extend(self._controls_parts(conversation))
-                parts.append((views.CONTACT_PANEL, views.contact_context(conversation=conversation)))
-        return self._render(*parts)
-
-    def _row_part(self, conversation_uuid: str | None):
-        """The list row of one conversation (its preview, unread count, timers), and the row's conversation.
-
-        The whole list when the conversation is not in it: it just left or joined the list, which
-        changes more than one row.
+        Order as the tab expects it: new entries first (the list's previews point at them), then
+        state, offers and the list, then the open conversation's controls, contact panel and marks.
         """
         from conversations import selectors, views
 
-        row = (
-            selectors.acl_row_for_agent(agent=self._user(), conversation_uuid=conversation_uuid)
-            if conversation_uuid
-            else None
-        )
-        if row is None:
-            return (views.ACL, views.acl_context(user=self._user(), selected=self.open_conversation)), None
-        return (views.ACL_ROW, views.acl_row_context(row=row, selected=self.open_conversation)), row
-
-    def _open_conversation_of(self, conversation_uuid: str | None, row):
-        """The conversation this tab shows, if the event is about it (the list's row, when it has one)."""
-        if not conversation_uuid or conversation_uuid != self.open_conversation:
-            return None, False
-        return (row if row is not None else self._own_conversation(conversation_uuid)), True
-
-    @database_sync_to_async_in_language
-    def render_timeline_event(self, conversation_uuid: str | None, entry_id) -> str:
-        from conversations import selectors, views
-
-        # Every message moves its conversation's row (preview, unread, waiting timer); only that row is sent.
-        list_part, row = self._row_part(conversation_uuid)
-        parts = [list_part]
-        conversation, shown = self._open_conversation_of(conversation_uuid, row)
-        if shown:
+        user = self._user()
+        first: list[tuple[str, dict]] = []
+        parts: list[tuple[str, dict]] = []
+        if pending.state:
+            parts.append(("agents/desktop.html#agent-state", state_partial_context(agent=agent_for_user(user=user))))
+        if pending.offers:
+            parts.append((views.OFFERS, views.offers_context(user=user)))
+        rows: dict[str, object] = {}
+        whole_list = pending.whole_list
+        if not whole_list:
+            for conversation_uuid in sorted(pending.rows):
+                row = selectors.acl_row_for_agent(agent=user, conversation_uuid=conversation_uuid)
+                if row is None:
+                    # Not in the list (any more): it left or joined it, which changes more than one row.
+                    whole_list = True
+                    break
+                rows[conversation_uuid] = row
+        if whole_list:
+            parts.append((views.ACL, views.acl_context(user=user, selected=self.open_conversation)))
+        else:
+            parts.extend(
+                (views.ACL_ROW, views.acl_row_context(row=row, selected=self.open_conversation))
+                for row in rows.values()
+            )
+        target = pending.open_conversation
+        if target and target == self.open_conversation:
+            conversation = rows.get(target) or self._own_conversation(target)
             if conversation is None:
-                parts.extend(self._gone_parts(conversation_uuid))
+                parts.extend(self._gone_parts(target))
             else:
-                entry = selectors.timeline_entry_for(conversation=conversation, entry_id=_non_negative_int(entry_id))
-                if entry is not None:
-                    context = views.entries_context(conversation=conversation, user=self._user(), entries=[entry])
-                    parts.insert(0, (views.ENTRIES, context))
-                    if entry.kind in STRUCTURAL_KINDS:
-                        parts.extend(self._controls_parts(conversation))
-        return self._render(*parts)
-
-    @database_sync_to_async_in_language
-    def render_receipts(self, conversation_uuid: str | None) -> str:
-        from conversations import selectors, views
-
-        # Read marks change the row's unread count; delivery marks the open timeline.
-        list_part, row = self._row_part(conversation_uuid)
-        parts = [list_part]
-        conversation, _shown = self._open_conversation_of(conversation_uuid, row)
-        if conversation is not None:
-            entries = selectors.conversation_receipt_entries(conversation=conversation)
-            if entries:
-                context = views.entries_context(
-                    conversation=conversation, user=self._user(), entries=entries[::-1], update_only=True
-                )
-                parts.append((views.ENTRIES, context))
-        return self._render(*parts)
+                controls = pending.controls
+                if pending.entries:
+                    entries = selectors.timeline_entries_for(conversation=conversation, entry_ids=pending.entries)
+                    if entries:
+                        first.append(
+                            (
+                                views.ENTRIES,
+                                views.entries_context(conversation=conversation, user=user, entries=entries),
+                            )
+                        )
+                    controls = controls or any(entry.kind in STRUCTURAL_KINDS for entry in entries)
+                if controls:
+                    parts.extend(self._controls_parts(conversation))
+                if pending.contact:
+                    parts.append((views.CONTACT_PANEL, views.contact_context(conversation=conversation)))
+                if pending.receipts:
+                    marked = selectors.conversation_receipt_entries(conversation=conversation)
+                    if marked:
+                        context = views.entries_context(
+                            conversation=conversation, user=user, entries=marked[::-1], update_only=True
+                        )
+                        parts.append((views.ENTRIES, context))
+        return self._render(*first, *parts)
 
     @database_sync_to_async_in_language
     def render_typing(self, conversation_uuid: str, typing: bool) -> str:

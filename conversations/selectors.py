@@ -204,6 +204,17 @@ def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> Timeline
     return _with_files(rows)[0] if rows else None
 
 
+def timeline_entries_for(*, conversation: Conversation, entry_ids) -> list[TimelineEntry]:
+    """Some entries of the conversation as the timeline shows them, in time order."""
+    ids = sorted(entry_ids)
+    if len(ids) == 1:
+        entry = timeline_entry_for(conversation=conversation, entry_id=ids[0])
+        return [entry] if entry is not None else []
+    return _with_files(
+        list(_entries_for_display().filter(conversation=conversation, pk__in=ids).order_by("created_at", "id"))
+    )
+
+
 def conversation_receipt_entries(*, conversation: Conversation, limit: int = 50) -> list[TimelineEntry]:
     """The agent's latest chat messages, whose delivery marks may have moved on."""
     return _with_files(

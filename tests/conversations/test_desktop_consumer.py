@@ -410,3 +410,31 @@ async def test_an_address_added_to_the_contact_offers_its_channel_in_the_open_wo
     assert 'id="contact-panel"' in pushed
     assert "+4930123456" in pushed
     await communicator.disconnect()
+
+
+async def test_a_burst_of_events_is_pushed_in_one_render_with_nothing_left_out():
+    """Events name what changed; the desktop renders what a burst named once, so it never queues renders."""
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    communicator = await _connected(cast["agent"].user)
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
+    await _drain(communicator)
+    session = await sync_to_async(conversation.chat_sessions.get)()
+
+    def ten_messages() -> list[int]:
+        from django.db import transaction
+
+        # One transaction: the ten events are published together when it commits.
+        with transaction.atomic():
+            return [chat_customer_message(session=session, text=f"part {n}").entry.pk for n in range(10)]
+
+    entry_ids = await sync_to_async(ten_messages)()
+
+    frames = await _drain(communicator)
+    pushed = "".join(frames)
+    assert len(frames) < 10
+    for entry_id in entry_ids:
+        assert pushed.count(f'id="entry-{entry_id}"') >= 1
+    assert f'id="acl-{conversation.uuid}"' in pushed
+    assert 'data-unread="11"' in frames[-1]
+    await communicator.disconnect()
