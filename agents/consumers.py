@@ -36,7 +36,7 @@ from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
-from core.db import database_sync_to_async
+from core.db import database_sync_to_async, websocket_db_overloaded
 from core.groups import agent_group
 from core.i18n import database_sync_to_async_in_language, language_from_scope
 
@@ -189,6 +189,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def on_read(self, frame: dict) -> None:
         target = _uuid_or_error(frame.get("conversation"))
         upto = _non_negative_int(frame.get("upto"))
+        if websocket_db_overloaded():
+            # Read marks are cumulative: the tab's next one covers this.
+            return
         await self.mark_read(target, upto)
 
     async def on_typing(self, frame: dict) -> None:
@@ -201,6 +204,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if (target, typing) == (last_target, last_typing) and now - last_at < TYPING_INTERVAL:
             return
         self.last_typing = (target, typing, now)
+        if websocket_db_overloaded():
+            return
         await self.forward_typing(target, typing)
 
     async def send_error(self, code: str) -> None:

@@ -194,6 +194,10 @@ class Load:
     agent_frames: int = 0
     agent_bytes: int = 0
     last_frame_at: float = 0.0
+    # overload.py: each socket's reader task by ("agent" | "customer", number), and the parties it stalled.
+    reader_of: dict = field(default_factory=dict)
+    skip_agents: set = field(default_factory=set)
+    skip_customers: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
         chats = len(self.target.tokens)
@@ -283,7 +287,9 @@ class Load:
                 url = f"ws://127.0.0.1:{target.agent_port(number)}/ws/agent/"
                 ws = await connect(url, additional_headers=headers, **options)
                 self.agents[number] = ws
-                self.readers.append(asyncio.create_task(self.watch(f"agent {number}", self.read_agent(number, ws))))
+                task = asyncio.create_task(self.watch(f"agent {number}", self.read_agent(number, ws)))
+                self.readers.append(task)
+                self.reader_of["agent", number] = task
                 await asyncio.wait_for(self.agent_ready[number].wait(), 30)
                 # The desktop shows the agent's first chat: its entries arrive as timeline HTML.
                 self.agent_ready[number].clear()
@@ -297,7 +303,9 @@ class Load:
                 url = f"ws://127.0.0.1:{target.customer_port(chat)}/ws/chat/"
                 ws = await connect(url, additional_headers=headers, **options)
                 self.customers[chat] = ws
-                self.readers.append(asyncio.create_task(self.watch(f"customer {chat}", self.read_customer(chat, ws))))
+                task = asyncio.create_task(self.watch(f"customer {chat}", self.read_customer(chat, ws)))
+                self.readers.append(task)
+                self.reader_of["customer", chat] = task
                 await ws.send(json.dumps({"type": "resume", "token": target.tokens[chat], "after": 0}))
                 await asyncio.wait_for(self.customer_ready[chat].wait(), 30)
 
@@ -393,15 +401,22 @@ class Load:
 
     # Phases -------------------------------------------------------------------------------------------------------
 
-    async def nominal(self, duration: float, period: float, seed: int = 1) -> None:
-        """Every party sends one message per ``period`` on a fixed schedule (open loop), phases spread at random."""
+    async def nominal(
+        self, duration: float, period: float, seed: int = 1, phase: str = "nominal", agent_period: float | None = None
+    ) -> None:
+        """Every party sends one message per ``period`` on a fixed schedule (open loop), phases spread at random.
+
+        Agents every ``agent_period`` if given. Parties in ``skip_agents`` / ``skip_customers`` (sockets
+        overload.py stopped reading) send nothing; others still write to them.
+        """
+        agent_period = agent_period or period
         rng = random.Random(seed)
         start = time.perf_counter() + 0.2
         end = start + duration
 
-        async def party(send, offset: float) -> None:
+        async def party(send, offset: float, every: float = period) -> None:
             n = 0
-            while (due := start + offset + n * period) < end:
+            while (due := start + offset + n * every) < end:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 await send()
                 n += 1
@@ -412,15 +427,20 @@ class Load:
 
             async def send() -> None:
                 # The reply goes out in the background: a slow POST must not hold up this agent's schedule.
-                self.spawn(self.agent_send(number, chats[next(turn) % len(chats)], "nominal"))
+                self.spawn(self.agent_send(number, chats[next(turn) % len(chats)], phase))
 
             return send
 
         jobs = [
-            party(lambda c=c: self.customer_send(c, "nominal"), rng.uniform(0, period))
+            party(lambda c=c: self.customer_send(c, phase), rng.uniform(0, period))
             for c in range(len(self.customers))
+            if c not in self.skip_customers
         ]
-        jobs += [party(agent_sender(n), rng.uniform(0, period)) for n in range(len(self.agents))]
+        jobs += [
+            party(agent_sender(n), rng.uniform(0, agent_period), agent_period)
+            for n in range(len(self.agents))
+            if n not in self.skip_agents
+        ]
         await asyncio.gather(*jobs)
 
     async def saturate(self, duration: float, window: int, warmup: float) -> tuple[float, int]:
@@ -733,8 +753,11 @@ def start_bare(port: int, chats_per_agent: int, log_path: Path) -> subprocess.Po
     return proc
 
 
-def start_daphne(port: int, log_path: Path) -> subprocess.Popen:
+def start_daphne(
+    port: int, log_path: Path, *, extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     env = dict(os.environ)
+    env.update(extra_env or {})
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings_test",
         DATABASE_URL=_support.database_url(),
@@ -743,7 +766,7 @@ def start_daphne(port: int, log_path: Path) -> subprocess.Popen:
         # (config/asgi.py); the test settings turn that off for in-process consumer tests only.
         PARLEY_EVENT_RELAY="1",
     )
-    command = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    command = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), *extra_args, "config.asgi:application"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=_support.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

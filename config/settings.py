@@ -108,6 +108,10 @@ else:
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
 # Threads running the websocket consumers' database work in each web process (core.db).
 WEBSOCKET_DB_THREADS = env.int("WEBSOCKET_DB_THREADS", default=4)
+# Past this many calls waiting for those threads, sockets' new messages are refused with "send again".
+WEBSOCKET_DB_MAX_PENDING = env.int("WEBSOCKET_DB_MAX_PENDING", default=64)
+# ... and while the calls waiting for a thread would wait longer than this.
+WEBSOCKET_DB_MAX_WAIT_MS = env.int("WEBSOCKET_DB_MAX_WAIT_MS", default=50)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and Celery broker --------------------------------

@@ -43,15 +43,48 @@ def websocket_db_executor() -> ThreadPoolExecutor:
 HEALTH_CHECK_AFTER_IDLE_SECONDS = 5.0
 
 
+# Calls handed to the pool and not finished yet, in this process (counted on the event loop's thread), and
+# how long one lately took on its thread (moving average, updated by the threads).
+_in_flight = 0
+_service_time = 0.0
+_SERVICE_WEIGHT = 0.1
+
+
+def websocket_db_overloaded() -> bool:
+    """Whether the pool is so far behind that new writes from sockets should be refused for now.
+
+    When the calls waiting for a thread would take longer than ``WEBSOCKET_DB_MAX_WAIT_MS`` to get
+    one (waiting calls x recent time per call / threads), or more than ``WEBSOCKET_DB_MAX_PENDING``
+    are in hand, messages arrive faster than they are stored: each would wait longer than anyone
+    should, and the frames behind them would pile up in memory without bound. The sender is told to
+    send again in a moment instead (the chat page keeps the text). Refusing is cheap, so the backlog
+    drains and messages are taken again.
+    """
+    if _in_flight > settings.WEBSOCKET_DB_MAX_PENDING:
+        return True
+    threads = settings.WEBSOCKET_DB_THREADS
+    waiting = _in_flight - threads
+    return waiting > 0 and waiting * _service_time / threads > settings.WEBSOCKET_DB_MAX_WAIT_MS / 1000
+
+
 class database_sync_to_async(DatabaseSyncToAsync):
     """Channels' ``database_sync_to_async`` (old connections closed before and after) on the websockets' pool."""
 
     def __init__(self, func, **kwargs) -> None:
         super().__init__(func, thread_sensitive=False, executor=websocket_db_executor())
 
+    async def __call__(self, *args, **kwargs):
+        global _in_flight
+        _in_flight += 1
+        try:
+            return await super().__call__(*args, **kwargs)
+        finally:
+            _in_flight -= 1
+
     def thread_handler(self, loop, *args, **kwargs):
+        global _service_time
+        started = now = time.monotonic()
         close_old_connections()
-        now = time.monotonic()
         for connection in connections.all(initialized_only=True):
             if now - getattr(connection, "websocket_used_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
                 connection.health_check_done = True
@@ -64,6 +97,7 @@ class database_sync_to_async(DatabaseSyncToAsync):
             for connection in connections.all(initialized_only=True):
                 if connection.connection is not None:
                     connection.websocket_used_at = now
+            _service_time += _SERVICE_WEIGHT * ((now - started) - _service_time)
 
 
 def close_request_thread_connections(sender, **kwargs) -> None:

@@ -34,7 +34,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.webchat import selectors, services
 from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
-from core.db import database_sync_to_async
+from core.db import database_sync_to_async, websocket_db_overloaded
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
 from core.ratelimit import TokenBucket, limit_exceeded, scope_address
@@ -61,10 +61,13 @@ ERROR_MESSAGES = {
     "rate_limited": _("You are sending too fast. Please wait a moment."),
     "try_again": _("That could not be saved just now. Please try again in a moment."),
     "too_many_chats": _("Too many chats were started from your address. Please wait a minute and try again."),
+    "busy": _("Very many messages are arriving right now. Please send yours again in a moment."),
 }
 
 # Rate-limited frames: the ones that reach other people or write rows.
 LIMITED_TYPES = ("message", "typing")
+# Frames that write rows, turned away while the database work of this process is far behind.
+SHED_TYPES = ("start", "message", "typing", "delivered", "read")
 MAX_TOKEN_CHARS = 1000
 MAX_CLIENT_ID_CHARS = 64
 MAX_FIELD_CHARS = 254
@@ -164,6 +167,12 @@ class CustomerChatConsumer(AsyncWebsocketConsumer):
                 raise FrameError("not_started")
             if frame["type"] in LIMITED_TYPES and not self.bucket.take():
                 raise FrameError("rate_limited", client_id=_client_id(frame))
+            if frame["type"] in SHED_TYPES and websocket_db_overloaded():
+                # Overloaded: a message or a new chat is refused (the page keeps it to send again); typing
+                # and receipt marks are dropped, the next mark covers this one.
+                if frame["type"] in ("message", "start"):
+                    raise FrameError("busy", client_id=_client_id(frame))
+                return
             await handler(self, frame)
         except FrameError as exc:
             await self.send_error(exc.code, exc.message, **exc.extra)

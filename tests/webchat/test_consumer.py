@@ -718,3 +718,32 @@ async def test_starting_chats_is_limited_per_client_address(service, settings):
     # The socket keeps serving: a ping still answers.
     await third.send_json_to({"type": "ping"})
     assert (await receive_until(third, "pong"))["type"] == "pong"
+
+
+async def test_while_the_database_work_is_far_behind_a_message_is_refused_to_send_again(service, monkeypatch):
+    """Overload: a message is turned away with "send again" (the page keeps its text), nothing half-stored."""
+    from channels_app.webchat import consumers
+
+    communicator, _, _ = await connect()
+    frames = await start(communicator, service)
+    session = await sync_to_async(session_of)(frames)
+    stored_before = await sync_to_async(Message.objects.filter(conversation_id=session.conversation_id).count)()
+    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: True)
+
+    await communicator.send_json_to({"type": "message", "text": "Are you there?", "client_id": "c-9"})
+    error = await receive_until(communicator, "error")
+    await communicator.send_json_to({"type": "typing", "typing": True})
+    await communicator.send_json_to({"type": "read", "upto": 10**6})
+
+    assert error["code"] == "busy"
+    assert error["client_id"] == "c-9"
+    assert "send yours again" in error["message"]
+    assert await drain(communicator) == []
+    stored = await sync_to_async(Message.objects.filter(conversation_id=session.conversation_id).count)()
+    assert stored == stored_before
+
+    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: False)
+    await communicator.send_json_to({"type": "message", "text": "Are you there?", "client_id": "c-9"})
+    echo = await receive_until(communicator, "entries")
+    assert echo["entries"][0]["client_id"] == "c-9"
+    await communicator.disconnect()
