@@ -14,17 +14,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.on_after_configure.connect
-def add_sms_inbound_sweep(sender: Celery, **kwargs) -> None:
-    """Safety net behind the inbound-SMS task queued by the webhook (a broker or worker that was down)."""
-    import environ
-
-    seconds = environ.Env().float("SMS_INBOUND_SWEEP_SECONDS", default=10.0)
-    sender.add_periodic_task(
-        seconds, sender.signature("channels_app.sms.tasks.sms_inbound_sweep"), name="sms-inbound-sweep"
-    )
-
-
 @worker_init.connect
 @worker_process_init.connect
 def relay_events_when_layer_is_in_memory(**kwargs) -> None:

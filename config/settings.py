@@ -202,7 +202,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.tasks.outbox_sweep",
         "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=10.0),
     },
+    # Behind the task each inbound SMS webhook queues (a broker or worker that was down).
+    "sms-inbound-sweep": {
+        "task": "channels_app.sms.tasks.sms_inbound_sweep",
+        "schedule": env.float("SMS_INBOUND_SWEEP_SECONDS", default=10.0),
+    },
 }
+# Celery looks the (unused) result backend up once per thread otherwise, i.e. once per HTTP request under ASGI.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
+
+# Inbound SMS (channels_app.sms): tries of one SMS before it is marked failed and the sender's later SMS go on
+# without it; the first retry's wait, doubled for each further one; how long a worker may hold a row before
+# the sweep presumes it dead; how long the sweep leaves a fresh row to its own task.
+SMS_INBOUND_MAX_ATTEMPTS = env.int("SMS_INBOUND_MAX_ATTEMPTS", default=4)
+SMS_INBOUND_RETRY_SECONDS = env.float("SMS_INBOUND_RETRY_SECONDS", default=2.0)
+SMS_INBOUND_LEASE_SECONDS = env.float("SMS_INBOUND_LEASE_SECONDS", default=60.0)
+SMS_INBOUND_SWEEP_GRACE_SECONDS = env.float("SMS_INBOUND_SWEEP_GRACE_SECONDS", default=10.0)
 
 # Outbound SMS/email (conversations.outbox): tries per message, backoff between tries, and how long a
 # worker may hold a message before the sweep presumes it dead and hands the message to another.

@@ -12,7 +12,9 @@ mkdir -p var
 "$VENV/bin/celery" -A config worker --beat --loglevel "${LOG_LEVEL:-INFO}" \
   --concurrency "${CELERY_CONCURRENCY:-2}" --hostname "parley-worker@%h" &
 worker=$!
-"$VENV/bin/daphne" -b "$HOST" -p "$PORT" config.asgi:application &
+# A socket that stops answering keepalive pings (a client that stopped reading) is cut off.
+"$VENV/bin/daphne" -b "$HOST" -p "$PORT" --ping-interval "${WEBSOCKET_PING_INTERVAL:-10}" \
+  --ping-timeout "${WEBSOCKET_PING_TIMEOUT:-10}" config.asgi:application &
 web=$!
 
 stop() {

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
-import environ
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -442,19 +441,6 @@ def _queue_media(message_id: int, account_id: int, media: list[tuple[str, str]])
 
 # --- inbound webhook: store, acknowledge, process in a task ----------------------------------------
 
-# Until these join config/settings.py they are read from the environment here; a Django setting of the same
-# name wins (the tests override them).
-_env = environ.Env()
-INBOUND_DEFAULTS: dict[str, float] = {
-    # Tries of one inbound SMS before it is marked failed and the sender's later SMS go on without it.
-    "SMS_INBOUND_MAX_ATTEMPTS": _env.int("SMS_INBOUND_MAX_ATTEMPTS", default=4),
-    # Wait before the first retry, doubled for each further one (2, 4, 8 s by default).
-    "SMS_INBOUND_RETRY_SECONDS": _env.float("SMS_INBOUND_RETRY_SECONDS", default=2.0),
-    # A worker holding a row longer than this died; the sweep hands the row to another.
-    "SMS_INBOUND_LEASE_SECONDS": _env.float("SMS_INBOUND_LEASE_SECONDS", default=60.0),
-    # The sweep leaves a fresh row this long to its own task before queueing it again.
-    "SMS_INBOUND_SWEEP_GRACE_SECONDS": _env.float("SMS_INBOUND_SWEEP_GRACE_SECONDS", default=10.0),
-}
 # Rows one task processes before it hands the rest to a new task.
 INBOUND_BATCH = 50
 # Waiting rows a task looks at to find a sender whose queue is free (the others' heads are being processed).
@@ -462,8 +448,6 @@ INBOUND_SCAN = 20
 INBOUND_SWEEP_BATCH = 500
 
 
-def _inbound_setting(name: str) -> float:
-    return getattr(settings, name, INBOUND_DEFAULTS[name])
 
 
 def sms_inbound_store(*, account: SmsAccount, params: Mapping[str, str]) -> SmsInbound | None:
@@ -583,7 +567,7 @@ def _inbound_apply(row: SmsInbound) -> str:
 
 def _inbound_attempt_failed(row: SmsInbound, exc: Exception) -> str:
     error = f"{exc.__class__.__name__}: {exc}"
-    if row.attempts >= _inbound_setting("SMS_INBOUND_MAX_ATTEMPTS"):
+    if row.attempts >= settings.SMS_INBOUND_MAX_ATTEMPTS:
         logger.error(
             "inbound SMS %s (row %s) from %s failed %d times; marked failed, the sender's later SMS go on",
             row.message_sid,
@@ -595,7 +579,7 @@ def _inbound_attempt_failed(row: SmsInbound, exc: Exception) -> str:
         with contextlib.suppress(_ClaimLost):
             _inbound_finish(row, state=SmsInbound.State.FAILED, error=error)
         return SmsInbound.State.FAILED
-    delay = _inbound_setting("SMS_INBOUND_RETRY_SECONDS") * 2 ** (row.attempts - 1)
+    delay = settings.SMS_INBOUND_RETRY_SECONDS * 2 ** (row.attempts - 1)
     logger.warning(
         "inbound SMS %s (row %s) failed (attempt %d), retrying in %.0f s: %s",
         row.message_sid,
@@ -620,7 +604,7 @@ def _inbound_attempt_failed(row: SmsInbound, exc: Exception) -> str:
 
 
 def _inbound_handle(row: SmsInbound) -> str:
-    if row.attempts > _inbound_setting("SMS_INBOUND_MAX_ATTEMPTS"):
+    if row.attempts > settings.SMS_INBOUND_MAX_ATTEMPTS:
         # Claimed once too often: a worker died on each try (killed by this very payload, perhaps).
         return _inbound_attempt_failed(row, RuntimeError("worker lost while processing"))
     try:
@@ -672,7 +656,7 @@ def sms_inbound_process(*, inbound_id: int) -> list[str]:
 def sms_inbound_sweep() -> dict[str, int]:
     """Queue the senders whose rows a dead broker or worker left behind; returns counts for the log."""
     now = timezone.now()
-    lease = timedelta(seconds=_inbound_setting("SMS_INBOUND_LEASE_SECONDS"))
+    lease = timedelta(seconds=settings.SMS_INBOUND_LEASE_SECONDS)
     abandoned = list(
         SmsInbound.objects.filter(state=SmsInbound.State.PROCESSING, claimed_at__lt=now - lease).values_list(
             "pk", flat=True
@@ -683,7 +667,7 @@ def sms_inbound_sweep() -> dict[str, int]:
         reclaimed += SmsInbound.objects.filter(
             pk=pk, state=SmsInbound.State.PROCESSING, claimed_at__lt=now - lease
         ).update(state=SmsInbound.State.PENDING, claimed_at=None, claim_token=None, next_attempt_at=now)
-    grace = timedelta(seconds=_inbound_setting("SMS_INBOUND_SWEEP_GRACE_SECONDS"))
+    grace = timedelta(seconds=settings.SMS_INBOUND_SWEEP_GRACE_SECONDS)
     # One task per sender is enough: it works through that sender's queue in order.
     heads = list(
         SmsInbound.objects.filter(state=SmsInbound.State.PENDING)
