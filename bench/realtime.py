@@ -85,6 +85,8 @@ RT2_P50 = 0.010
 RT2_P99 = 0.050
 
 MARK = re.compile(r"\brt([ca])(\d+)n(\d+)\b")
+# A customer told "busy" (the server sheds load) sends again after this long, as a person would.
+BUSY_RETRY_SECONDS = 1.0
 CUSTOMER_TEXT = "Hello, my parcel has not arrived yet. Could you check where it is, please?"
 AGENT_TEXT = "Thank you for waiting. I am looking at your order right now, one moment please."
 BIN_DIR = Path(sys.executable).parent
@@ -450,6 +452,7 @@ class Load:
         end = start + duration
 
         async def customer(chat: int) -> None:
+            last_key = ""
             while time.perf_counter() < end:
                 while len(self.outstanding[chat]) >= window:
                     self.released[chat].clear()
@@ -457,8 +460,13 @@ class Load:
                         await asyncio.wait_for(self.released[chat].wait(), max(0.001, end - time.perf_counter()))
                     except TimeoutError:
                         return
+                refused = self.sent.get(last_key)
+                if refused is not None and refused.error and refused.error.startswith("busy"):
+                    # Told to send again in a moment: a person (or the page) does, not in a tight loop.
+                    await asyncio.sleep(BUSY_RETRY_SECONDS)
                 if not await self.customer_send(chat, "saturation"):
                     return
+                last_key = f"rtc{chat}n{self.customer_seq[chat]}"
 
         await asyncio.gather(*(customer(c) for c in range(len(self.customers))))
         counted = sum(n for at, n in self.shown if start + warmup <= at <= end)

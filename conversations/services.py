@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -172,7 +174,6 @@ def _agent_released(interaction: Interaction, *, wrapup: bool) -> None:
     route_all_on_commit(user_id=interaction.agent_id)
 
 
-@transaction.atomic
 def message_record(
     *,
     interaction: Interaction,
@@ -189,47 +190,96 @@ def message_record(
 
     Raises ``DuplicateMessage`` when the provider's id was already recorded
     for this medium; the unique constraint decides, so concurrent duplicates
-    also yield exactly one message. ``locked``: the caller has just read the
-    interaction (with its conversation) under ``select_for_update`` in this
-    transaction. The message comes back with its timeline entry as ``entry``.
+    also yield exactly one message, and the caller's transaction goes on.
+    ``locked``: the caller has just read the interaction (with its
+    conversation) under ``select_for_update`` in this transaction. The
+    message comes back with its timeline entry as ``entry``.
     """
-    if not locked:
-        # Re-read under lock: the caller's copy may predate another request ending it.
-        interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=interaction.pk)
+    duplicate: Message | None = None
+    refused: ValidationError | None = None
+    # No savepoint of its own (two round trips per chat message). What the caller may catch and go on from
+    # (a duplicate, an ended interaction) is raised after the block, so its transaction stays usable.
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            # Re-read under lock: the caller's copy may predate another request ending it.
+            interaction = (
+                Interaction.objects.select_for_update(of=("self", "conversation"))
+                .select_related("conversation", "conversation__contact")
+                .get(pk=interaction.pk)
+            )
+        if not interaction.is_live and direction == Direction.OUTBOUND:
+            refused = ValidationError(_("This interaction has ended."))
+        else:
+            message, duplicate = _message_insert(
+                interaction=interaction,
+                direction=direction,
+                author_kind=author_kind,
+                body=body,
+                subject=subject,
+                author_agent=author_agent,
+                provider_message_id=provider_message_id,
+                delivery_status=delivery_status,
+            )
+    if refused is not None:
+        raise refused
+    if duplicate is not None:
+        raise DuplicateMessage(duplicate)
+    return message
+
+
+def _message_insert(
+    *,
+    interaction: Interaction,
+    direction: str,
+    author_kind: str,
+    body: str,
+    subject: str,
+    author_agent,
+    provider_message_id: str | None,
+    delivery_status: str | None,
+) -> tuple[Message | None, Message | None]:
+    """The message and its timeline entry; or, when the provider's id is stored already, that message."""
     conversation = interaction.conversation
-    if not interaction.is_live and direction == Direction.OUTBOUND:
-        raise ValidationError(_("This interaction has ended."))
     if delivery_status is None:
         delivery_status = Message.Status.RECEIVED if direction == Direction.INBOUND else Message.Status.PENDING
-    fields = {
-        "conversation": conversation,
-        "interaction": interaction,
-        "medium": interaction.medium,
-        "direction": direction,
-        "author_kind": author_kind,
-        "author_agent": author_agent,
-        "subject": subject,
-        "body": body,
-        "delivery_status": delivery_status,
-        "provider_message_id": provider_message_id,
-    }
-    if provider_message_id is None:
-        message = Message.objects.create(**fields)
-    else:
+    try:
         # A provider's id may arrive twice: only then is a failed insert expected, and survived.
-        try:
-            with transaction.atomic():
-                message = Message.objects.create(**fields)
-        except IntegrityError:
-            raise DuplicateMessage(
-                Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
-            ) from None
+        with transaction.atomic(savepoint=provider_message_id is not None):
+            message = Message.objects.create(
+                conversation=conversation,
+                interaction=interaction,
+                medium=interaction.medium,
+                direction=direction,
+                author_kind=author_kind,
+                author_agent=author_agent,
+                subject=subject,
+                body=body,
+                delivery_status=delivery_status,
+                provider_message_id=provider_message_id,
+            )
+    except IntegrityError:
+        if provider_message_id is None:
+            raise
+        return None, Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
     message.entry = _entry(
         conversation, TimelineEntry.Kind.MESSAGE, interaction=interaction, message=message, actor=author_agent
     )
     if direction == Direction.INBOUND:
-        contact_touch(contact_id=conversation.contact_id)
-    return message
+        _contact_touch_unless_recent(conversation)
+    return message, None
+
+
+# Contacts are listed by their latest activity; within a minute the order hardly changes, and a chat
+# message need not write the contact's row each time.
+CONTACT_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def _contact_touch_unless_recent(conversation: Conversation) -> None:
+    contact = conversation.contact if Conversation.contact.is_cached(conversation) else None
+    now = timezone.now()
+    if contact is not None and contact.last_activity_at and now - contact.last_activity_at < CONTACT_TOUCH_EVERY:
+        return
+    contact_touch(contact_id=conversation.contact_id)
 
 
 @transaction.atomic

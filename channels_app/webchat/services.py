@@ -215,7 +215,11 @@ def _clean_text(text: str) -> str:
 @transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     text = _clean_text(text)
-    interaction = Interaction.objects.select_for_update().select_related("conversation").get(pk=session.interaction_id)
+    interaction = (
+        Interaction.objects.select_for_update(of=("self", "conversation"))
+        .select_related("conversation", "conversation__contact")
+        .get(pk=session.interaction_id)
+    )
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     message = message_record(
@@ -246,10 +250,18 @@ def live_chat_for(*, conversation: Conversation) -> Interaction | None:
 def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> Message:
     """The agent answers in the conversation's live chat."""
     text = _clean_text(text)
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if conversation.assigned_agent_id != agent_user.pk:
+    # The live chat and its conversation under lock, in one read: the conversation may have been
+    # transferred, or the chat ended, since the caller looked.
+    interaction = (
+        Interaction.objects.select_for_update(of=("self", "conversation"))
+        .select_related("conversation")
+        .filter(conversation=conversation, medium=Medium.CHAT, state__in=Interaction.LIVE_STATES)
+        .order_by("-created_at")
+        .first()
+    )
+    current = interaction.conversation if interaction is not None else conversation
+    if current.assigned_agent_id != agent_user.pk:
         raise ValidationError(_("This conversation is not yours."))
-    interaction = live_chat_for(conversation=conversation)
     if interaction is None or interaction.state != Interaction.State.ACTIVE:
         raise ValidationError(_("There is no live chat in this conversation."))
     message = message_record(
@@ -259,8 +271,10 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> 
         author_agent=agent_user,
         body=text,
         delivery_status=Message.Status.SENT,
+        locked=True,
     )
-    Conversation.objects.filter(pk=conversation.pk).update(customer_waiting_since=None)
+    if current.customer_waiting_since is not None:
+        Conversation.objects.filter(pk=current.pk).update(customer_waiting_since=None)
     return message
 
 
