@@ -8,6 +8,7 @@ written ``"<hits>/<seconds>"``, e.g. ``"10/300"``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from functools import wraps
@@ -17,6 +18,8 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,20 @@ def limit_exceeded(*, scope: str, key: str, limit: str | Limit) -> int:
     window = int(now // limit.seconds)
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     cache_key = f"ratelimit:{scope}:{digest}:{window}"
-    if cache.add(cache_key, 1, timeout=limit.seconds + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.add(cache_key, 1, timeout=limit.seconds + 1)
+    try:
+        if cache.add(cache_key, 1, timeout=limit.seconds + 1):
             count = 1
+        else:
+            try:
+                count = cache.incr(cache_key)
+            except ValueError:  # the window's key expired between add and incr
+                cache.add(cache_key, 1, timeout=limit.seconds + 1)
+                count = 1
+    except Exception as exc:
+        # The shared cache (Redis) is down: let the request through rather than refuse everyone. A limit
+        # protects against abuse; refusing a provider's webhook would lose the customer's SMS.
+        logger.warning("rate limit %s not counted, cache unavailable: %r", scope, exc)
+        return 0
     if count <= limit.hits:
         return 0
     return max(1, int((window + 1) * limit.seconds - now))

@@ -87,3 +87,17 @@ def test_provider_webhooks_are_limited_per_address(settings, url_name):
     statuses = [client.post(url, {"x": "1"}).status_code for _ in range(3)]
     assert all(400 <= status < 500 and status != 429 for status in statuses[:2]), statuses
     assert statuses[2] == 429
+
+
+def test_with_the_shared_cache_down_requests_go_through_and_a_webhook_is_not_refused(settings, caplog):
+    """A Redis outage must not turn into refusing every login, chat and provider webhook (a lost SMS)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
+
+    assert [limit_exceeded(scope="down", key="a", limit="1/60") for _ in range(3)] == [0, 0, 0]
+    assert "cache unavailable" in caplog.text
