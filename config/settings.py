@@ -117,8 +117,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer and Celery broker --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 
-# "redis": channels_redis's core layer (lists with a capacity per channel); "redis-pubsub": its pub/sub layer.
-CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis")
+# "redis-pubsub": channels_redis's pub/sub layer, chosen by measurement (docs/PERFORMANCE.md, RT1: 1.5-1.7x the
+# core layer's throughput at saturation), and without the core layer's group expiry, which silently drops a
+# socket open longer than a day from its groups; "redis": the core layer (lists with a capacity per channel).
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis-pubsub")
 if REDIS_URL and CHANNEL_LAYER == "redis-pubsub":
     CHANNEL_LAYERS = {
         "default": {

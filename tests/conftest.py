@@ -126,6 +126,22 @@ def browser(monkeypatch):
             chromium.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _websocket_threads_let_go_of_the_test_database(django_db_setup, django_db_blocker):
+    """The websockets' database threads keep their connections (CONN_MAX_AGE), as in production; before
+    Django drops the test database, the run's own other sessions on it are ended."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Remove this run's folder (test database file, broker folder) unless a subprocess of it is still running."""
     import shutil

@@ -185,21 +185,30 @@ def test_ring_sweep_marks_overdue_calls_missed_but_leaves_routing_offers_alone(s
 
 
 def test_call_events_reach_both_parties_voice_groups_after_commit(django_capture_on_commit_callbacks):
-    from asgiref.sync import async_to_sync
+    from asgiref.sync import async_to_sync, sync_to_async
     from channels.layers import get_channel_layer
 
     from channels_app.voice.events import voice_agent_group, voice_conversation_group
 
     agent, _service, session, _token = live_chat()
-    layer = get_channel_layer()
-    agent_channel = async_to_sync(layer.new_channel)()
-    customer_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(voice_agent_group(agent.user.pk), agent_channel)
-    async_to_sync(layer.group_add)(voice_conversation_group(session.conversation.uuid), customer_channel)
-    with django_capture_on_commit_callbacks(execute=True):
-        call = services.call_start_outbound(conversation=session.conversation, agent_user=agent.user)
-    assert async_to_sync(layer.receive)(agent_channel) == {"type": "voice.call", "call": call.pk}
-    assert async_to_sync(layer.receive)(customer_channel) == {"type": "voice.call", "call": call.pk}
+
+    async def scenario():
+        # One event loop for the layer's channels, as a consumer has (the pub/sub layer requires it).
+        layer = get_channel_layer()
+        agent_channel = await layer.new_channel()
+        customer_channel = await layer.new_channel()
+        await layer.group_add(voice_agent_group(agent.user.pk), agent_channel)
+        await layer.group_add(voice_conversation_group(session.conversation.uuid), customer_channel)
+
+        def start():
+            with django_capture_on_commit_callbacks(execute=True):
+                return services.call_start_outbound(conversation=session.conversation, agent_user=agent.user)
+
+        call = await sync_to_async(start)()
+        assert await layer.receive(agent_channel) == {"type": "voice.call", "call": call.pk}
+        assert await layer.receive(customer_channel) == {"type": "voice.call", "call": call.pk}
+
+    async_to_sync(scenario)()
 
 
 # --- hold, flags, quality -----------------------------------------------------------------------------------
