@@ -448,8 +448,6 @@ INBOUND_SCAN = 20
 INBOUND_SWEEP_BATCH = 500
 
 
-
-
 def sms_inbound_store(*, account: SmsAccount, params: Mapping[str, str]) -> SmsInbound | None:
     """Keep a verified inbound-SMS webhook's payload; ``None`` when its MessageSid is stored already.
 
