@@ -116,7 +116,6 @@ def test_ob2_worker_killed_mid_send_then_every_message_exactly_once(
         sms_send(conversation=chat_conversation, agent_user=ready_agent.user, text=f"OB2 message {index}")
         for index in range(5)
     ]
-    failing = sms_send(conversation=chat_conversation, agent_user=ready_agent.user, text="OB2 keeps failing")
     with private_redis(tmp_path / "redis.log") as broker:
         env = {"REDIS_URL": broker.url, **FAST_SWEEP}
         fake_twilio.delay = 4  # every request hangs: the kill lands while the worker waits for the provider
@@ -132,6 +131,8 @@ def test_ob2_worker_killed_mid_send_then_every_message_exactly_once(
         # The provider finishes the interrupted request after all (it had it): the resend must not send again.
         fake_twilio.delay = 0
         wait_until(lambda: len(fake_twilio.messages) >= 1, timeout=10)
+        # Queued while no worker runs, so it cannot be the request the kill interrupted.
+        failing = sms_send(conversation=chat_conversation, agent_user=ready_agent.user, text="OB2 keeps failing")
         failing_key = str(Outbox.objects.get(message=failing).idempotency_key)
         original = fake_twilio.messages[:]
         # The provider answers 500 to every attempt of "keeps failing" and accepts the others.
