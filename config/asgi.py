@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 # Imported after Django is set up: routing imports consumers, which import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -18,7 +18,10 @@ from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from core import realtime  # noqa: E402
+from core.db import PooledASGIHandler  # noqa: E402
 
+# Django's ASGI handler, with each request's synchronous work in one hop to long-lived threads (core.db).
+django_asgi_app = PooledASGIHandler()
 http_app = django_asgi_app
 if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

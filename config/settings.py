@@ -103,9 +103,10 @@ else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 # Long-lived threads (the consumers' database thread, Celery workers) keep their connection: opening one
 # costs a PostgreSQL backend fork, or on SQLite the PRAGMAs and, for the last one closed, a WAL checkpoint.
-# HTTP requests under ASGI run in a thread of their own, which closes its connection when the request
-# ends (core.db).
+# HTTP requests run on a pool of HTTP_THREADS threads per web process, which keep theirs too (core.db).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
+# Threads running HTTP requests (middleware, view, templates) in each web process (core.db).
+HTTP_THREADS = env.int("HTTP_THREADS", default=8)
 # Threads running the websocket consumers' database work in each web process (core.db).
 WEBSOCKET_DB_THREADS = env.int("WEBSOCKET_DB_THREADS", default=4)
 # Past this many calls waiting for those threads, sockets' new messages are refused with "send again".

@@ -1,10 +1,13 @@
 """Database work in an ASGI process: the websockets' threads and the requests' connections.
 
-Under ASGI, Django runs each HTTP request's synchronous code in a thread made for that request
-(``asgiref.ThreadSensitiveContext``), which ends with the request. A persistent connection
-(``CONN_MAX_AGE``) opened there could never be reused and would only be closed by the garbage
-collector, so it is closed when the request finishes. Long-lived threads keep theirs: the ones that
-run the consumers' database work, and Celery's worker threads.
+Django's own ASGI handler runs each HTTP request's synchronous code in a thread made for that request
+(``asgiref.ThreadSensitiveContext``), which ends with the request. The web process uses
+``PooledASGIHandler`` instead: the request's whole synchronous path on a pool of ``HTTP_THREADS``
+long-lived threads that keep their connections (``CONN_MAX_AGE``). What Django still runs on a thread
+outside the pool (the ``request_started``/``request_finished`` receivers, a streamed response's
+iterator) has its connection closed when the request finishes, since nothing would reuse it. Long-lived
+threads keep theirs: the HTTP pool, the ones that run the consumers' database work, and Celery's worker
+threads.
 
 Channels runs every consumer's database work on one thread per process (its
 ``database_sync_to_async`` is thread-sensitive), so one socket's slow query holds up every other
@@ -16,6 +19,8 @@ other (it awaits each), so its own order is kept.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,24 +90,83 @@ class database_sync_to_async(DatabaseSyncToAsync):
         global _service_time
         started = now = time.monotonic()
         close_old_connections()
-        for connection in connections.all(initialized_only=True):
-            if now - getattr(connection, "websocket_used_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
-                connection.health_check_done = True
+        _skip_recent_health_checks(now)
         try:
             # SyncToAsync's own handler: Channels' would close old connections a second time.
             return super(DatabaseSyncToAsync, self).thread_handler(loop, *args, **kwargs)
         finally:
             close_old_connections()
             now = time.monotonic()
-            for connection in connections.all(initialized_only=True):
-                if connection.connection is not None:
-                    connection.websocket_used_at = now
+            _mark_used(now)
             _service_time += _SERVICE_WEIGHT * ((now - started) - _service_time)
 
 
 def close_request_thread_connections(sender, **kwargs) -> None:
-    """``request_finished`` receiver: an ASGI request's thread is about to end, so are its connections."""
+    """``request_finished`` receiver: connections an ASGI request opened outside the HTTP pool are closed."""
     if isinstance(sender, type) and issubclass(sender, ASGIHandler):
         for connection in connections.all(initialized_only=True):
             if not connection.in_atomic_block:
                 connection.close()
+
+
+# --- HTTP requests ------------------------------------------------------------------------------------------
+
+_http_executor: ThreadPoolExecutor | None = None
+
+
+def http_executor() -> ThreadPoolExecutor:
+    global _http_executor
+    with _executor_lock:
+        if _http_executor is None:
+            _http_executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
+    return _http_executor
+
+
+def _skip_recent_health_checks(now: float) -> None:
+    for connection in connections.all(initialized_only=True):
+        if now - getattr(connection, "websocket_used_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
+            connection.health_check_done = True
+
+
+def _mark_used(now: float) -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            connection.websocket_used_at = now
+
+
+class PooledASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with a request's synchronous work in one hop to a pool of long-lived threads.
+
+    Django's own handler builds an asynchronous middleware chain; with synchronous middleware (all of
+    Django's) a request crosses between the event loop and a thread made for that request four times
+    (middleware, back to the loop for the view resolver, the view, the signals), each crossing waiting for
+    the busy loop's next turn, and the thread opens a new database connection for that one request. Here
+    the whole synchronous chain (middleware, view, template) runs in one call on a pool of ``HTTP_THREADS``
+    threads that keep their connections (``CONN_MAX_AGE``), checked as ``request_started`` and
+    ``request_finished`` would check them. The project has no asynchronous views; one would still run
+    (Django adapts it), on a loop of its own.
+    """
+
+    def __init__(self) -> None:
+        super(ASGIHandler, self).__init__()
+        self.load_middleware(is_async=False)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        # No ThreadSensitiveContext: the request's own work runs on the pool, not on a thread of its own.
+        await self.handle(scope, receive, send)
+
+    async def get_response_async(self, request):
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(http_executor(), context.run, self._get_response_pooled, request)
+
+    def _get_response_pooled(self, request):
+        close_old_connections()
+        _skip_recent_health_checks(time.monotonic())
+        try:
+            return self.get_response(request)
+        finally:
+            close_old_connections()
+            _mark_used(time.monotonic())
