@@ -30,16 +30,21 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, connections
 
-_executor: ThreadPoolExecutor | None = None
+# The process's thread pools by name, made on first use.
+_executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def websocket_db_executor() -> ThreadPoolExecutor:
-    global _executor
+def _pool(name: str, threads: int) -> ThreadPoolExecutor:
     with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.WEBSOCKET_DB_THREADS, thread_name_prefix="websocket-db")
-    return _executor
+        executor = _executors.get(name)
+        if executor is None:
+            executor = _executors[name] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+    return executor
+
+
+def websocket_db_executor() -> ThreadPoolExecutor:
+    return _pool("websocket-db", settings.WEBSOCKET_DB_THREADS)
 
 
 # A connection used this recently is not pinged before its next use (CONN_HEALTH_CHECKS): under load every
@@ -111,15 +116,9 @@ def close_request_thread_connections(sender, **kwargs) -> None:
 
 # --- HTTP requests ------------------------------------------------------------------------------------------
 
-_http_executor: ThreadPoolExecutor | None = None
-
 
 def http_executor() -> ThreadPoolExecutor:
-    global _http_executor
-    with _executor_lock:
-        if _http_executor is None:
-            _http_executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
-    return _http_executor
+    return _pool("http", settings.HTTP_THREADS)
 
 
 def _skip_recent_health_checks(now: float) -> None:

@@ -42,7 +42,7 @@ async def test_the_pool_counts_as_overloaded_while_calls_would_wait_too_long_for
     settings.WEBSOCKET_DB_THREADS = 1
     settings.WEBSOCKET_DB_MAX_PENDING = 100
     settings.WEBSOCKET_DB_MAX_WAIT_MS = 50
-    monkeypatch.setattr(db, "_executor", None)
+    monkeypatch.setattr(db, "_executors", {})
     monkeypatch.setattr(db, "_service_time", 0.02)
     release = threading.Event()
 
@@ -67,7 +67,7 @@ async def test_the_pool_counts_as_overloaded_while_calls_would_wait_too_long_for
     await asyncio.gather(*running)
     assert db._in_flight == 0
     assert not db.websocket_db_overloaded()
-    db._executor.shutdown(wait=True)
+    db.websocket_db_executor().shutdown(wait=True)
 
 
 def _get(app, path: str, *, headers: list[tuple[bytes, bytes]] = ()) -> tuple[int, bytes]:
@@ -113,13 +113,13 @@ def pooled_handler(settings, monkeypatch):
     from core import db
 
     settings.HTTP_THREADS = 1
-    monkeypatch.setattr(db, "_http_executor", None)
+    monkeypatch.setattr(db, "_executors", {})
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 600)
     yield db.PooledASGIHandler()
-    if db._http_executor is not None:
-        # The pool thread's connection goes with it.
-        db._http_executor.submit(connections.close_all).result()
-        db._http_executor.shutdown(wait=True)
+    pool = db.http_executor()
+    # The pool thread's connection goes with it.
+    pool.submit(connections.close_all).result()
+    pool.shutdown(wait=True)
 
 
 def test_http_requests_run_on_the_pool_and_keep_its_threads_connection(pooled_handler):
