@@ -101,7 +101,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
-# Long-lived threads (the consumers' database thread, Celery workers) keep their connection: opening one
+# Long-lived threads (a web process's HTTP and websocket threads, Celery workers) keep their connection: opening one
 # costs a PostgreSQL backend fork, or on SQLite the PRAGMAs and, for the last one closed, a WAL checkpoint.
 # HTTP requests run on a pool of HTTP_THREADS threads per web process, which keep theirs too (core.db).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))

@@ -16,8 +16,8 @@ from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
-# Idle connections to the broker, per process and broker URL, shared by all threads: Django runs each HTTP
-# request in a thread of its own, so a per-thread connection would be a new one per request.
+# Idle connections to the broker, per process and broker URL, shared by all threads: a web process runs
+# requests on several threads (core.db) and Celery on its own, so per-thread connections would multiply.
 _idle: dict[tuple[int, str], list[Connection]] = {}
 _idle_lock = threading.Lock()
 MAX_IDLE = 8

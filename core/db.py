@@ -53,6 +53,18 @@ def websocket_db_executor() -> ThreadPoolExecutor:
 HEALTH_CHECK_AFTER_IDLE_SECONDS = 5.0
 
 
+def _skip_recent_health_checks(now: float) -> None:
+    for connection in connections.all(initialized_only=True):
+        if now - getattr(connection, "db_used_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
+            connection.health_check_done = True
+
+
+def _mark_used(now: float) -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            connection.db_used_at = now
+
+
 # Calls handed to the pool and not finished yet, in this process (counted on the event loop's thread), and
 # how long one lately took on its thread (moving average, updated by the threads).
 _in_flight = 0
@@ -121,18 +133,6 @@ def http_executor() -> ThreadPoolExecutor:
     return _pool("http", settings.HTTP_THREADS)
 
 
-def _skip_recent_health_checks(now: float) -> None:
-    for connection in connections.all(initialized_only=True):
-        if now - getattr(connection, "websocket_used_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
-            connection.health_check_done = True
-
-
-def _mark_used(now: float) -> None:
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is not None:
-            connection.websocket_used_at = now
-
-
 class PooledASGIHandler(ASGIHandler):
     """Django's ASGI handler, with a request's synchronous work in one hop to a pool of long-lived threads.
 
@@ -147,6 +147,7 @@ class PooledASGIHandler(ASGIHandler):
     """
 
     def __init__(self) -> None:
+        # BaseHandler's, not ASGIHandler's: that one would build the asynchronous middleware chain.
         super(ASGIHandler, self).__init__()
         self.load_middleware(is_async=False)
 
