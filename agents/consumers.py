@@ -27,7 +27,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
@@ -36,6 +35,7 @@ from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
+from core.consumers import ParleyConsumer
 from core.db import database_sync_to_async, websocket_db_overloaded
 from core.groups import agent_group
 from core.i18n import database_sync_to_async_in_language, language_from_scope
@@ -97,7 +97,7 @@ class FrameError(Exception):
         self.code = code
 
 
-class AgentConsumer(AsyncWebsocketConsumer):
+class AgentConsumer(ParleyConsumer):
     """Pushes the agent's own events as HTML partials that htmx swaps in by id."""
 
     async def connect(self) -> None:

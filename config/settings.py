@@ -142,7 +142,7 @@ elif REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "core.layers.SweepingInMemoryChannelLayer"}}
 
 # The cache holds rate-limit counters; with Redis every process shares them.
 if REDIS_URL:

@@ -30,7 +30,10 @@ RELAY_POLL_SECONDS = 0.2
 
 
 def layer_is_in_memory() -> bool:
-    return settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    from channels.layers import InMemoryChannelLayer
+    from django.utils.module_loading import import_string
+
+    return issubclass(import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"]), InMemoryChannelLayer)
 
 
 def _send(group: str, event: dict[str, Any]) -> None:

@@ -24,12 +24,12 @@ import uuid
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
 from agents.models import AgentProfile
 from conversations.models import Service
+from core.consumers import ParleyConsumer
 from core.db import database_sync_to_async
 from core.groups import agent_group, conversation_group, service_group
 from core.i18n import database_sync_to_async_in_language, language_from_scope
@@ -47,7 +47,7 @@ STRUCTURAL_KINDS = frozenset(
 BOARD_REFRESH = 15.0
 
 
-class SupervisorSocket(AsyncWebsocketConsumer):
+class SupervisorSocket(ParleyConsumer):
     """Authorisation, language and the tolerant dispatch both sockets share."""
 
     async def connect(self) -> None:

@@ -28,7 +28,6 @@ import uuid
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import translation
@@ -37,6 +36,7 @@ from django.utils.translation import gettext_lazy as _
 from agents.selectors import agent_for_user
 from channels_app.voice import selectors, services
 from channels_app.voice.events import voice_agent_group, voice_conversation_group
+from core.consumers import ParleyConsumer
 from core.db import database_sync_to_async
 from core.groups import agent_group, conversation_group
 from core.i18n import language_from_scope
@@ -139,7 +139,7 @@ def clean_candidate(value: Any) -> dict | None:
     return cleaned
 
 
-class VoiceConsumer(AsyncWebsocketConsumer):
+class VoiceConsumer(ParleyConsumer):
     """Both parties' signalling socket."""
 
     hello_timeout: float = 10.0

@@ -24,7 +24,6 @@ import json
 import logging
 from typing import Any
 
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
@@ -34,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.webchat import selectors, services
 from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
+from core.consumers import ParleyConsumer
 from core.db import database_sync_to_async, websocket_db_overloaded
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
@@ -110,7 +110,7 @@ def _supported_language(code: Any) -> str | None:
         return None
 
 
-class CustomerChatConsumer(AsyncWebsocketConsumer):
+class CustomerChatConsumer(ParleyConsumer):
     """The customer's side of a web chat, in JSON frames."""
 
     # Seconds a fresh socket may stay open without a valid start/resume frame.

@@ -33,7 +33,14 @@ from conversations.models import (
     TimelineEntry,
 )
 from conversations.routing import route_on_commit
-from conversations.services import conversation_open, interaction_end, interaction_start, message_record
+from conversations.services import (
+    conversation_open,
+    interaction_end,
+    interaction_locked,
+    interaction_start,
+    message_record,
+)
+from core.prepared import PreparedQuery
 
 SESSION_SALT = "parley.webchat.session"
 VISITOR_SALT = "parley.webchat.visitor"
@@ -215,11 +222,7 @@ def _clean_text(text: str) -> str:
 @transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     text = _clean_text(text)
-    interaction = (
-        Interaction.objects.select_for_update(of=("self", "conversation"))
-        .select_related("conversation", "conversation__contact")
-        .get(pk=session.interaction_id)
-    )
+    interaction = interaction_locked(interaction_id=session.interaction_id)
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     message = message_record(
@@ -246,19 +249,24 @@ def live_chat_for(*, conversation: Conversation) -> Interaction | None:
     )
 
 
+# The agent's every reply reads this; prepared, as compiling it cost more than running it (core/prepared.py).
+_LIVE_CHAT_LOCKED = PreparedQuery(
+    lambda conversation_id: Interaction.objects.select_for_update(of=("self", "conversation"))
+    .select_related("conversation")
+    .filter(conversation_id=conversation_id, medium=Medium.CHAT, state__in=Interaction.LIVE_STATES)
+    .order_by("-created_at")[:1],
+    conversation_id=(-730_013, int),
+)
+
+
 @transaction.atomic
 def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> Message:
     """The agent answers in the conversation's live chat."""
     text = _clean_text(text)
     # The live chat and its conversation under lock, in one read: the conversation may have been
     # transferred, or the chat ended, since the caller looked.
-    interaction = (
-        Interaction.objects.select_for_update(of=("self", "conversation"))
-        .select_related("conversation")
-        .filter(conversation=conversation, medium=Medium.CHAT, state__in=Interaction.LIVE_STATES)
-        .order_by("-created_at")
-        .first()
-    )
+    rows = _LIVE_CHAT_LOCKED(conversation_id=conversation.pk)
+    interaction = rows[0] if rows else None
     current = interaction.conversation if interaction is not None else conversation
     if current.assigned_agent_id != agent_user.pk:
         raise ValidationError(_("This conversation is not yours."))

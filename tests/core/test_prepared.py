@@ -107,3 +107,47 @@ def test_a_query_whose_values_cannot_be_told_apart_is_refused():
     unused = PreparedQuery(lambda a: Conversation.objects.filter(assigned_agent_id=7), a=(-5, int))
     with pytest.raises(ValueError, match="not found"):
         unused(a=1)
+
+
+def test_the_locked_interaction_read_is_the_orm_read_and_needs_a_transaction():
+    from django.db import transaction
+    from django.db.transaction import TransactionManagementError
+
+    from conversations.models import Interaction
+    from conversations.services import interaction_locked
+
+    _agent, sessions = _agent_with_chats(1)
+    expected = Interaction.objects.select_related("conversation", "conversation__contact").get(
+        pk=sessions[0].interaction_id
+    )
+    with transaction.atomic():
+        interaction = interaction_locked(interaction_id=expected.pk)
+        with pytest.raises(Interaction.DoesNotExist):
+            interaction_locked(interaction_id=expected.pk + 1000)
+    assert (interaction.pk, interaction.state, interaction.medium) == (expected.pk, expected.state, expected.medium)
+    assert interaction.conversation.uuid == expected.conversation.uuid
+    assert interaction.conversation.contact.display_name == expected.conversation.contact.display_name
+    # A locking read outside a transaction would lock nothing: refused on every call, as Django refuses it.
+    with pytest.raises(TransactionManagementError):
+        interaction_locked(interaction_id=expected.pk)
+
+
+def test_row_converters_are_worked_out_once_per_connection(monkeypatch):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    agent, sessions = _agent_with_chats(1)
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+    chat_customer_message(session=sessions[0], text="Hello")
+    first = selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+    calls = []
+    original = SQLCompiler.get_converters
+    monkeypatch.setattr(SQLCompiler, "get_converters", lambda self, exprs: calls.append(1) or original(self, exprs))
+
+    rows = [selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid) for _ in range(3)]
+
+    # The converted values are those of the first read (datetimes, UUIDs), with no converter worked out again.
+    assert calls == []
+    assert {(row.uuid, row.customer_waiting_since, row.last_message_body) for row in rows} == {
+        (first.uuid, first.customer_waiting_since, first.last_message_body)
+    }
+    assert isinstance(rows[0].uuid, uuid.UUID)
