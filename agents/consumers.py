@@ -14,6 +14,11 @@ Client frames (JSON):
 - ``{"action": "read", "conversation": "<uuid>", "upto": <entry id>}``: the
   agent has seen the timeline up to that entry.
 - ``{"action": "typing", "conversation": "<uuid>", "typing": true|false}``.
+- ``{"action": "send", "conversation": "<uuid>", "text": "...", "client_id": "<the tab's id for it>"}``:
+  a chat reply, stored as the composer's HTTP POST stores it, without an HTTP round trip. Answered with
+  ``{"sent": "<client_id>", "entry": <entry id>}`` (the entry itself arrives as the timeline push every
+  message gets) or ``{"error": "<code>", "client_id": "<client_id>", "message": "<for the agent>"}``.
+  The same ``client_id`` sent again (after a dropped socket) is answered with the message already stored.
 A frame naming a conversation that is not the agent's gets an error.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -31,6 +37,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.translation import gettext_lazy
 
 from agents.selectors import agent_for_user
@@ -95,6 +102,21 @@ class FrameError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+class SendError(Exception):
+    """A reply that was not stored: the desktop puts its text back and shows ``message``."""
+
+    def __init__(self, code: str, client_id: str, message) -> None:
+        super().__init__(code)
+        self.code = code
+        self.client_id = client_id
+        self.message = message
+
+
+# The tab's id for a reply: what crypto.randomUUID() or the desktop's fallback makes.
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+SEND_FAILED = gettext_lazy("The message could not be sent.")
 
 
 class AgentConsumer(ParleyConsumer):
@@ -168,12 +190,21 @@ class AgentConsumer(ParleyConsumer):
         if not isinstance(frame, dict):
             await self.send_error("malformed_frame")
             return
-        handler = {"resync": self.on_resync, "read": self.on_read, "typing": self.on_typing}.get(frame.get("action"))
+        handler = {
+            "resync": self.on_resync,
+            "read": self.on_read,
+            "typing": self.on_typing,
+            "send": self.on_send,
+        }.get(frame.get("action"))
         if handler is None:
             await self.send_error("unknown_action")
             return
         try:
             await handler(frame)
+        except SendError as exc:
+            with translation.override(self.language):
+                message = str(exc.message)
+            await self.send(text_data=json.dumps({"error": exc.code, "client_id": exc.client_id, "message": message}))
         except FrameError as exc:
             await self.send_error(exc.code)
 
@@ -207,6 +238,20 @@ class AgentConsumer(ParleyConsumer):
         if websocket_db_overloaded():
             return
         await self.forward_typing(target, typing)
+
+    async def on_send(self, frame: dict) -> None:
+        client_id = frame.get("client_id")
+        if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+            raise FrameError("malformed_frame")
+        text = frame.get("text")
+        if not isinstance(text, str):
+            raise SendError("malformed_frame", client_id, SEND_FAILED)
+        target = _uuid_or_error(frame.get("conversation"))
+        if websocket_db_overloaded():
+            # The desktop keeps the text and sends it again in a moment, with the same id.
+            raise SendError("busy", client_id, gettext_lazy("Busy: sending again in a moment."))
+        entry_id = await self.store_reply(target, text, client_id)
+        await self.send(text_data=json.dumps({"sent": client_id, "entry": entry_id}))
 
     async def send_error(self, code: str) -> None:
         await self.send(text_data=json.dumps({"error": code}))
@@ -452,6 +497,23 @@ class AgentConsumer(ParleyConsumer):
         if conversation is None:
             raise FrameError("conversation_not_found")
         chat_mark_read(conversation=conversation, side="agent", upto_entry_id=upto)
+
+    @database_sync_to_async
+    def store_reply(self, conversation_uuid: str, text: str, client_id: str) -> int:
+        from channels_app.webchat.services import chat_agent_message
+
+        with translation.override(self.language):
+            conversation = self._own_conversation(conversation_uuid)
+            if conversation is None:
+                raise SendError("conversation_not_found", client_id, gettext_lazy("This conversation is not yours."))
+            try:
+                message = chat_agent_message(
+                    conversation=conversation, agent_user=self._user(), text=text, client_key=client_id
+                )
+            except ValidationError as exc:
+                # Translated here, where the socket's language is active.
+                raise SendError("rejected", client_id, " ".join(exc.messages)) from None
+            return message.entry.pk
 
     @database_sync_to_async
     def forward_typing(self, conversation_uuid: str, typing: bool) -> None:

@@ -401,7 +401,7 @@ def main() -> int:
             conversations=parley["conversations"],
             cookies=parley["cookies"],
             csrf=parley["csrf"],
-            http_send=True,
+            agent_send="socket",
         )
         pids = [server.pid for server in servers]
         run = asyncio.run(drive(target, args, pids))

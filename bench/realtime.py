@@ -35,8 +35,11 @@ What it does:
    same generator against Parley's
    sockets: customers on ``/ws/chat/`` (``resume`` with their token, then
    ``message`` frames), agents on ``/ws/agent/`` (session cookie; they show
-   their first chat, as a desktop tab does with ``resync``) and sending by
-   HTTP POST to the composer (``/desktop/c/<uuid>/send/``, CSRF header, htmx);
+   their first chat, as a desktop tab does with ``resync``) and sending their
+   replies as the desktop does, over their socket (a ``send`` frame with an id,
+   answered ``sent``); with ``--agent-http`` by HTTP POST to the composer
+   (``/desktop/c/<uuid>/send/``, CSRF header, htmx), the desktop's way when its
+   socket is down;
 4. compares what every client received with the Message rows in the database.
 
 Every message's text starts with a unique id (``rtc<chat>n<seq>`` for a
@@ -87,6 +90,8 @@ RT2_P99 = 0.050
 MARK = re.compile(r"\brt([ca])(\d+)n(\d+)\b")
 # A customer told "busy" (the server sheds load) sends again after this long, as a person would.
 BUSY_RETRY_SECONDS = 1.0
+# An agent's reply id on Parley's socket: the message key with this prefix (ids are 8 to 64 characters).
+CLIENT_ID_PREFIX = "bench-"
 CUSTOMER_TEXT = "Hello, my parcel has not arrived yet. Could you check where it is, please?"
 AGENT_TEXT = "Thank you for waiting. I am looking at your order right now, one moment please."
 BIN_DIR = Path(sys.executable).parent
@@ -153,7 +158,9 @@ class Target:
     conversations: list[str]  # per chat: the conversation as the agent names it
     cookies: list[str]  # per agent: Cookie header
     csrf: list[str]  # per agent: X-CSRFToken (Parley)
-    http_send: bool  # agents send by HTTP POST (Parley) or over their socket (bare)
+    # How agents send: "socket" (Parley's desktop: a "send" frame with an id, answered "sent"), "http" (the
+    # composer's POST, as without the socket), "bare" (a frame the bare server relays, no answer).
+    agent_send: str
     # Several server processes (Parley with Redis): sockets are spread over them as a proxy would, so an
     # agent and its customers are usually on different processes.
     ports: list[int] = field(default_factory=list)
@@ -253,6 +260,9 @@ class Load:
             now = self.last_frame_at = time.perf_counter()
             self.agent_frames += 1
             self.agent_bytes += len(raw)
+            if raw.startswith("{"):
+                self.agent_answer(number, raw, now)
+                continue
             for found in MARK.finditer(raw):
                 sent = self.sent.get(found.group(0))
                 if sent is None or sent.agent_at is not None:
@@ -356,15 +366,9 @@ class Load:
         self.sent[sent.key] = sent
         target = self.target
         conversation = target.conversations[chat]
-        if not target.http_send:
-            from websockets.exceptions import ConnectionClosed
-
-            frame = json.dumps({"action": "send", "conversation": conversation, "text": text})
+        if target.agent_send in ("bare", "socket"):
             sent.sent_at = time.perf_counter()
-            try:
-                await self.agents[number].send(frame)
-            except ConnectionClosed as exc:
-                sent.error = f"socket closed: {exc}"
+            await self.agent_frame(number, sent, conversation, text)
             return
         path = f"/desktop/c/{conversation}/send/"
         body = urlencode({"channel": "chat", "text": text}).encode()
@@ -395,6 +399,38 @@ class Load:
             sent.error = f"HTTP {status.decode()}"
         else:
             sent.acked_at = self.last_frame_at = time.perf_counter()
+
+    async def agent_frame(self, number: int, sent: Sent, conversation: str, text: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        frame = {"action": "send", "conversation": conversation, "text": text}
+        if self.target.agent_send == "socket":
+            frame["client_id"] = f"{CLIENT_ID_PREFIX}{sent.key}"
+        try:
+            await self.agents[number].send(json.dumps(frame))
+        except ConnectionClosed as exc:
+            sent.error = f"socket closed: {exc}"
+
+    def agent_answer(self, number: int, raw: str, now: float) -> None:
+        """Parley's answer to a "send" frame: "sent" (stored), or an error naming the frame's id."""
+        frame = json.loads(raw)
+        client_id = frame.get("sent") or frame.get("client_id") or ""
+        sent = self.sent.get(client_id.removeprefix(CLIENT_ID_PREFIX))
+        if sent is None:
+            self.unexpected_errors.append(f"agent {number}: {frame}")
+        elif frame.get("sent"):
+            sent.acked_at = sent.acked_at or now
+        elif frame.get("error") == "busy":
+            # Told to send again in a moment, as the desktop does: same id, so it is stored once.
+            conversation = self.target.conversations[sent.chat]
+            text = f"{sent.key} {AGENT_TEXT}"
+            self.spawn(self.agent_resend(number, sent, conversation, text))
+        else:
+            sent.error = f"{frame.get('error')}: {frame.get('message')}"
+
+    async def agent_resend(self, number: int, sent: Sent, conversation: str, text: str) -> None:
+        await asyncio.sleep(BUSY_RETRY_SECONDS)
+        await self.agent_frame(number, sent, conversation, text)
 
     def spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -481,7 +517,8 @@ class Load:
         for sent in self.sent.values():
             if sent.phase != phase or sent.error:
                 continue
-            if sent.kind == "a" and (sent.customer_at is None or (self.target.http_send and sent.acked_at is None)):
+            answered = self.target.agent_send == "bare" or sent.acked_at is not None
+            if sent.kind == "a" and (sent.customer_at is None or not answered):
                 return False
             if sent.kind == "c":
                 shown = sent.agent_at or self.shown_upto[sent.chat] >= sent.seq or agent_seen[sent.chat] > sent.sent_at
@@ -819,7 +856,7 @@ def report(bare: dict, full: dict, database: dict[int, list[str]]) -> list[str]:
     row("  customer -> own echo p50/p99", summary(b["echo"]), summary(p["echo"]))
     row("  customer -> agent p50/p99", summary(b["to_agent"]), summary(p["to_agent"]))
     row("  agent -> customer p50/p99", summary(b["to_customer"]), summary(p["to_customer"]))
-    row("  agent POST -> response p50/p99", "-", summary(p["posted"]))
+    row("  agent reply -> answer p50/p99", "-", summary(p["posted"]))
     row("  lost / refused", f"{len(b['lost'])} / {len(b['refused'])}", f"{len(p['lost'])} / {len(p['refused'])}")
     row("  superseded list previews", "-", str(p["superseded"]))
     row(
@@ -925,7 +962,8 @@ def describe(args, bare_seconds: float) -> None:
     print(
         f"  load      {args.agents} agents x {args.chats_per_agent} chats = {chats} customer + {args.agents} agent "
         f"sockets, one message per party per {args.period:g} s ({rate:.0f} msg/s) for {args.duration:g} s "
-        f"(bare {bare_seconds:.0f} s); saturation {args.saturation:g} s, window {args.window} per customer"
+        f"(bare {bare_seconds:.0f} s); saturation {args.saturation:g} s, window {args.window} per customer; "
+        f"agents reply {'by HTTP POST' if args.agent_http else 'over their socket'}"
     )
 
 
@@ -943,6 +981,9 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=1, help="messages per customer not yet shown to its agent (1)")
     parser.add_argument(
         "--processes", type=int, default=1, help="daphne processes, sockets spread over them (needs REDIS_URL)"
+    )
+    parser.add_argument(
+        "--agent-http", action="store_true", help="agents reply by HTTP POST instead of over their socket"
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -983,7 +1024,7 @@ def main() -> int:
             conversations=[str(chat) for chat in range(chats)],
             cookies=[f"sessionid=bare-{number}" for number in range(args.agents)],
             csrf=[""] * args.agents,
-            http_send=False,
+            agent_send="bare",
         )
         bare = asyncio.run(drive(bare_target, args, [procs[-1].pid], bare_seconds))
         stop(procs[-1])
@@ -1000,7 +1041,7 @@ def main() -> int:
             conversations=parley["conversations"],
             cookies=parley["cookies"],
             csrf=parley["csrf"],
-            http_send=True,
+            agent_send="http" if args.agent_http else "socket",
         )
         full = asyncio.run(drive(parley_target, args, [server.pid for server in servers], args.duration))
         for server in servers:

@@ -7,7 +7,7 @@ other sessions of the same contact never reach them.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core import signing
 from django.db.models import Max, Q
@@ -25,6 +25,7 @@ from conversations.models import (
     Service,
     TimelineEntry,
 )
+from core.prepared import PreparedQuery
 
 ATTACHMENT_URL_SALT = "parley.webchat.attachment"
 ATTACHMENT_URL_MAX_AGE = timedelta(days=1)
@@ -78,15 +79,36 @@ def chat_entries_for_customer(
     )
 
 
-def chat_entry_for_customer(*, session: ChatSession, entry_id: int) -> TimelineEntry | None:
-    """One entry, if the customer may see it."""
-    return (
-        TimelineEntry.objects.filter(conversation_id=session.conversation_id, pk=entry_id)
-        .filter(_visible_to(session))
+# Read for every entry pushed to a customer's chat page; prepared, as compiling it cost more than running it.
+_ENTRY_FOR_CUSTOMER = PreparedQuery(
+    lambda conversation_id, entry_id, interaction_id, session_created_at: (
+        TimelineEntry.objects.filter(conversation_id=conversation_id, pk=entry_id)
+        .filter(
+            _visible_to(ChatSession(interaction_id=interaction_id, created_at=session_created_at)),
+        )
         .select_related("message")
         .prefetch_related("message__attachments")
-        .first()
+        .order_by("pk")[:1]
+    ),
+    conversation_id=(-730_021, int),
+    entry_id=(-730_023, int),
+    interaction_id=(-730_025, int),
+    session_created_at=(
+        datetime(1971, 3, 5, 7, 11, 13, 170_019, tzinfo=UTC),
+        TimelineEntry._meta.get_field("created_at"),
+    ),
+)
+
+
+def chat_entry_for_customer(*, session: ChatSession, entry_id: int) -> TimelineEntry | None:
+    """One entry, if the customer may see it."""
+    rows = _ENTRY_FOR_CUSTOMER(
+        conversation_id=session.conversation_id,
+        entry_id=entry_id,
+        interaction_id=session.interaction_id,
+        session_created_at=session.created_at,
     )
+    return rows[0] if rows else None
 
 
 def chat_entry_kind(*, session: ChatSession, entry_id: int) -> str | None:

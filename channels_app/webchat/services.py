@@ -34,6 +34,7 @@ from conversations.models import (
 )
 from conversations.routing import route_on_commit
 from conversations.services import (
+    DuplicateMessage,
     conversation_open,
     interaction_end,
     interaction_locked,
@@ -259,10 +260,27 @@ _LIVE_CHAT_LOCKED = PreparedQuery(
 )
 
 
+# A reply the agent desktop sends over its socket carries the tab's id for it; a resend after a dropped
+# socket carries the same id and finds the stored message. For the web chat Parley is the provider, so the
+# key is kept where a provider's id would be, unique per medium.
+DESKTOP_KEY_PREFIX = "desktop"
+MAX_CLIENT_KEY_CHARS = 64
+
+
+def desktop_message_key(*, agent_user, client_key: str) -> str:
+    return f"{DESKTOP_KEY_PREFIX}:{agent_user.pk}:{client_key}"
+
+
 @transaction.atomic
-def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> Message:
-    """The agent answers in the conversation's live chat."""
+def chat_agent_message(*, conversation: Conversation, agent_user, text: str, client_key: str | None = None) -> Message:
+    """The agent answers in the conversation's live chat.
+
+    ``client_key``: the sending tab's id for this reply; sending the same key again returns the message
+    stored the first time instead of a second one.
+    """
     text = _clean_text(text)
+    if client_key is not None and not 0 < len(client_key) <= MAX_CLIENT_KEY_CHARS:
+        raise ValidationError(_("The message could not be sent."))
     # The live chat and its conversation under lock, in one read: the conversation may have been
     # transferred, or the chat ended, since the caller looked.
     rows = _LIVE_CHAT_LOCKED(conversation_id=conversation.pk)
@@ -272,15 +290,23 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str) -> 
         raise ValidationError(_("This conversation is not yours."))
     if interaction is None or interaction.state != Interaction.State.ACTIVE:
         raise ValidationError(_("There is no live chat in this conversation."))
-    message = message_record(
-        interaction=interaction,
-        direction=Direction.OUTBOUND,
-        author_kind=Message.Author.AGENT,
-        author_agent=agent_user,
-        body=text,
-        delivery_status=Message.Status.SENT,
-        locked=True,
-    )
+    try:
+        message = message_record(
+            interaction=interaction,
+            direction=Direction.OUTBOUND,
+            author_kind=Message.Author.AGENT,
+            author_agent=agent_user,
+            body=text,
+            delivery_status=Message.Status.SENT,
+            provider_message_id=(
+                desktop_message_key(agent_user=agent_user, client_key=client_key) if client_key is not None else None
+            ),
+            locked=True,
+        )
+    except DuplicateMessage as exc:
+        if exc.message.conversation_id != current.pk:
+            raise ValidationError(_("The message could not be sent.")) from None
+        return exc.message
     if current.customer_waiting_since is not None:
         Conversation.objects.filter(pk=current.pk).update(customer_waiting_since=None)
     return message

@@ -69,6 +69,8 @@
   // --- the socket ----------------------------------------------------------------------
 
   var socket = null;
+  // Whether the socket is open now (the wrapper queues frames while it is not; replies must not queue there).
+  var socketOpen = false;
   var unloading = false;
   var reconnectAttempts = 0;
 
@@ -158,12 +160,15 @@
 
   document.addEventListener("htmx:wsOpen", function (evt) {
     socket = evt.detail.socketWrapper;
+    socketOpen = true;
     reconnectAttempts = 0;
     setConnected(true);
     resync();
+    resendReplies();
   });
 
   document.addEventListener("htmx:wsClose", function (evt) {
+    socketOpen = false;
     setConnected(false);
     var code = evt.detail && evt.detail.event ? evt.detail.event.code : 0;
     if (unloading || code === 4403) {
@@ -196,15 +201,18 @@
   document.addEventListener("htmx:wsBeforeMessage", function (evt) {
     var message = evt.detail.message;
     if (typeof message === "string" && message.charAt(0) === "{") {
-      // JSON frames are errors from the consumer, not HTML.
+      // JSON frames answer a reply sent over the socket, or report an error; they are not HTML.
       evt.preventDefault();
+      var frame = null;
       try {
-        var frame = JSON.parse(message);
-        if (frame.error && window.console) {
-          window.console.info("parley: " + frame.error);
-        }
+        frame = JSON.parse(message);
       } catch (e) {
         /* not ours */
+      }
+      if (frame && (frame.sent || frame.client_id)) {
+        replyAnswered(frame);
+      } else if (frame && frame.error && window.console) {
+        window.console.info("parley: " + frame.error);
       }
       return;
     }
@@ -619,7 +627,9 @@
   var typing = { conversation: "", on: false, sentAt: 0, timer: null };
 
   function composerChannel(form) {
-    var checked = form.querySelector("input[name='channel']:checked");
+    // A choice of channels is radio buttons; a composer with one channel names it in a hidden field.
+    var checked =
+      form.querySelector("input[name='channel']:checked") || form.querySelector("input[type='hidden'][name='channel']");
     return checked ? checked.value : "chat";
   }
 
@@ -827,6 +837,79 @@
     }
   });
 
+  // --- chat replies over the socket ---------------------------------------------------------------
+  // While the socket is open a chat reply goes over it, not by HTTP: one hop less for every message.
+  // Each reply carries an id made here. Until the server answers "sent" its text is kept and sent again
+  // with the same id (after a reconnect, or when no answer came), and the server stores it once. A refusal
+  // puts the text back in the composer with the reason, as a failed POST does.
+  var REPLY_RETRY_MS = 5000;
+  var BUSY_RETRY_MS = 1000;
+  var pendingReplies = {};
+
+  function newClientId() {
+    if (window.crypto && window.crypto.randomUUID) {
+      return window.crypto.randomUUID();
+    }
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map
+      .call(bytes, function (b) {
+        return (b + 256).toString(16).slice(1);
+      })
+      .join("");
+  }
+
+  function transmitReply(id, delay) {
+    var pending = pendingReplies[id];
+    if (!pending) {
+      return;
+    }
+    window.clearTimeout(pending.timer);
+    if (!delay && socket && socketOpen) {
+      socket.send(
+        JSON.stringify({ action: "send", conversation: pending.conversation, text: pending.text, client_id: id })
+      );
+    }
+    pending.timer = window.setTimeout(function () {
+      transmitReply(id, 0);
+    }, delay || REPLY_RETRY_MS);
+  }
+
+  function resendReplies() {
+    Object.keys(pendingReplies).forEach(function (id) {
+      transmitReply(id, 0);
+    });
+  }
+
+  function replyAnswered(frame) {
+    var id = frame.sent || frame.client_id;
+    var pending = pendingReplies[id];
+    if (!pending) {
+      return;
+    }
+    if (frame.error === "busy") {
+      transmitReply(id, BUSY_RETRY_MS);
+      return;
+    }
+    window.clearTimeout(pending.timer);
+    delete pendingReplies[id];
+    var error = document.getElementById("composer-error-" + pending.conversation);
+    if (frame.sent) {
+      if (error) {
+        error.textContent = "";
+      }
+      return;
+    }
+    var form = document.getElementById("composer-form-" + pending.conversation);
+    var textarea = form ? form.querySelector("[data-composer-text]") : null;
+    if (textarea && textarea.value.indexOf(pending.text) < 0) {
+      textarea.value = textarea.value ? pending.text + "\n" + textarea.value : pending.text;
+    }
+    if (error) {
+      error.textContent = frame.message || frame.error;
+    }
+  }
+
   var sentTexts = new WeakMap();
 
   // The composer empties as soon as its text is on its way, so the agent can
@@ -847,6 +930,13 @@
     if (textarea) {
       textarea.value = "";
       closeCanned(textarea);
+    }
+    if (composerChannel(elt) === "chat" && socket && socketOpen) {
+      evt.preventDefault();
+      var id = newClientId();
+      pendingReplies[id] = { conversation: elt.getAttribute("data-conversation"), text: text, timer: null };
+      transmitReply(id, 0);
+      return;
     }
     sentTexts.set(evt.detail, text);
   });

@@ -122,7 +122,9 @@ def test_agent_takes_a_chat_from_offer_to_wrapup_with_the_keyboard(demo_data, li
     )
     expect(waiting).to_have_class(re.compile(r"\bis-overdue\b"))
 
-    # Enter sends, once on the agent's side, and the customer receives it.
+    # Enter sends, once on the agent's side, and the customer receives it: over the desktop's socket, not by POST.
+    posts: list[str] = []
+    agent.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/send/") else None)
     composer.press_sequentially("Friday works")
     composer.press("Shift+Enter")
     composer.press_sequentially("for us.")
@@ -141,6 +143,34 @@ def test_agent_takes_a_chat_from_offer_to_wrapup_with_the_keyboard(demo_data, li
     expect(timeline.locator(".entry.from-agent")).to_have_count(3)
     expect(timeline.locator(".entry.from-agent").nth(2)).to_contain_text("Second quick one")
     expect(composer).to_have_value("")
+    assert posts == []
+
+    # A reply frame lost on the way is sent again with the same id; one sent twice is stored once.
+    wrap_send = """mode => {
+        const ws = document.body["htmx-internal-data"].webSocket.socket;
+        const send = WebSocket.prototype.send.bind(ws);
+        let done = false;
+        ws.send = data => {
+            const reply = !done && String(data).includes('"action":"send"');
+            if (reply) { done = true; }
+            if (!(reply && mode === "lose")) { send(data); }
+            if (reply && mode === "twice") { send(data); }
+        };
+    }"""
+    agent.evaluate(wrap_send, "lose")
+    composer.press_sequentially("Lost on the way")
+    composer.press("Enter")
+    expect(composer).to_have_value("")
+    expect(timeline.locator(".entry.from-agent", has_text="Lost on the way")).to_have_count(1, timeout=15000)
+    agent.evaluate(wrap_send, "twice")
+    composer.press_sequentially("Sent twice")
+    composer.press("Enter")
+    expect(customer.locator("#chat-log")).to_contain_text("Sent twice")
+    agent.wait_for_timeout(1000)
+    expect(timeline.locator(".entry.from-agent", has_text="Sent twice")).to_have_count(1)
+    expect(customer.locator("#chat-log .chat-entry", has_text="Sent twice")).to_have_count(1)
+    expect(timeline.locator(".entry.from-agent")).to_have_count(5)
+    assert posts == []
 
     # "/" suggests canned responses with the customer's name filled in.
     composer.press_sequentially("/hel")
