@@ -46,12 +46,18 @@ def conversations_active_for_agent(*, agent) -> QuerySet[Conversation]:
 
 
 def conversation_for_agent(*, agent, conversation_uuid) -> Conversation | None:
-    """The conversation if ``agent`` may work it (it is assigned to them), else None."""
-    return (
-        Conversation.objects.select_related("contact", "service")
-        .filter(uuid=conversation_uuid, assigned_agent=agent)
-        .first()
-    )
+    """The conversation if ``agent`` may work it (it is assigned to them), else None (also for a malformed id).
+
+    Every frame of an agent's socket that names a conversation (a reply, a read mark, typing) asks this, so
+    its SQL is compiled once (core.prepared).
+    """
+    if not isinstance(conversation_uuid, uuid.UUID):
+        try:
+            conversation_uuid = uuid.UUID(str(conversation_uuid))
+        except ValueError:
+            return None  # names no conversation
+    rows = _CONVERSATION_FOR_AGENT(agent_id=agent.pk, conversation_uuid=conversation_uuid)
+    return rows[0] if rows else None
 
 
 def conversation_timeline(
@@ -150,7 +156,7 @@ def _entries_for_display() -> QuerySet[TimelineEntry]:
     )
 
 
-def _with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+def with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     """Load the attachments of the messages that have any, in one query; none at all when no message has.
 
     Messages without files get an empty list up front, so the template's ``message.attachments.all``
@@ -168,7 +174,7 @@ def _with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
 def conversation_timeline_tail(*, conversation: Conversation, limit: int = 100) -> tuple[list[TimelineEntry], bool]:
     """The newest ``limit`` timeline entries in time order, and whether older ones exist."""
     newest = list(_entries_for_display().filter(conversation=conversation).order_by("-created_at", "-id")[: limit + 1])
-    return _with_files(list(reversed(newest[:limit]))), len(newest) > limit
+    return with_files(list(reversed(newest[:limit]))), len(newest) > limit
 
 
 def conversation_timeline_before(
@@ -184,12 +190,12 @@ def conversation_timeline_before(
         .filter(Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], id__lt=before_id))
         .order_by("-created_at", "-id")[: limit + 1]
     )
-    return _with_files(list(reversed(older[:limit]))), len(older) > limit
+    return with_files(list(reversed(older[:limit]))), len(older) > limit
 
 
 def conversation_entries_after(*, conversation: Conversation, after_id: int, limit: int = 500) -> list[TimelineEntry]:
     """Entries a client has not seen yet (ids are handed out in commit order), in time order."""
-    return _with_files(
+    return with_files(
         list(
             _entries_for_display()
             .filter(conversation=conversation, id__gt=after_id)
@@ -201,7 +207,7 @@ def conversation_entries_after(*, conversation: Conversation, after_id: int, lim
 def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> TimelineEntry | None:
     """One entry as the timeline shows it; read for every message pushed, so compiled once (core.prepared)."""
     rows = _ENTRY(conversation_id=conversation.pk, entry_id=entry_id)
-    return _with_files(rows)[0] if rows else None
+    return with_files(rows)[0] if rows else None
 
 
 def timeline_entries_for(*, conversation: Conversation, entry_ids) -> list[TimelineEntry]:
@@ -210,14 +216,14 @@ def timeline_entries_for(*, conversation: Conversation, entry_ids) -> list[Timel
     if len(ids) == 1:
         entry = timeline_entry_for(conversation=conversation, entry_id=ids[0])
         return [entry] if entry is not None else []
-    return _with_files(
+    return with_files(
         list(_entries_for_display().filter(conversation=conversation, pk__in=ids).order_by("created_at", "id"))
     )
 
 
 def conversation_receipt_entries(*, conversation: Conversation, limit: int = 50) -> list[TimelineEntry]:
     """The agent's latest chat messages, whose delivery marks may have moved on."""
-    return _with_files(
+    return with_files(
         list(
             _entries_for_display()
             .filter(
@@ -370,6 +376,13 @@ def conversation_media(*, conversation: Conversation) -> list[str]:
 
 
 # Sample values for the prepared reads: distinct from each other and from every constant in the queries.
+_CONVERSATION_FOR_AGENT = PreparedQuery(
+    lambda agent_id, conversation_uuid: Conversation.objects.select_related("contact", "service")
+    .filter(uuid=conversation_uuid, assigned_agent_id=agent_id)
+    .order_by("pk")[:1],
+    agent_id=(-730_031, int),
+    conversation_uuid=(uuid.UUID("3e9f7c1a-0b5d-4e2f-8a6c-d4b3a2f1e0c9"), Conversation._meta.get_field("uuid")),
+)
 _ACL_ROW = PreparedQuery(
     lambda agent_id, conversation_uuid: _acl_rows(agent=agent_id, with_live=False).filter(uuid=conversation_uuid)[:1],
     agent_id=(-730_001, int),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.core import signing
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
@@ -25,6 +25,7 @@ from conversations.models import (
     Service,
     TimelineEntry,
 )
+from conversations.selectors import with_files
 from core.prepared import PreparedQuery
 
 ATTACHMENT_URL_SALT = "parley.webchat.attachment"
@@ -87,7 +88,7 @@ _ENTRY_FOR_CUSTOMER = PreparedQuery(
             _visible_to(ChatSession(interaction_id=interaction_id, created_at=session_created_at)),
         )
         .select_related("message")
-        .prefetch_related("message__attachments")
+        .annotate(message_has_files=Exists(Attachment.objects.filter(message_id=OuterRef("message_id"))))
         .order_by("pk")[:1]
     ),
     conversation_id=(-730_021, int),
@@ -108,7 +109,8 @@ def chat_entry_for_customer(*, session: ChatSession, entry_id: int) -> TimelineE
         interaction_id=session.interaction_id,
         session_created_at=session.created_at,
     )
-    return rows[0] if rows else None
+    # A message's files are read only when it has any (the read above says).
+    return with_files(rows)[0] if rows else None
 
 
 def chat_entry_kind(*, session: ChatSession, entry_id: int) -> str | None:

@@ -90,6 +90,8 @@ def test_conversation_for_agent_returns_the_agents_conversation(agent):
 
     assert conversation_for_agent(agent=agent.user, conversation_uuid=conversation.uuid) == conversation
     assert conversation_for_agent(agent=agent.user, conversation_uuid=str(conversation.uuid)) == conversation
+    found = conversation_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+    assert (found.contact.pk, found.service.pk) == (conversation.contact_id, conversation.service_id)
 
 
 def test_conversation_for_agent_returns_none_for_another_agents_conversation(agent, other_agent):
@@ -99,6 +101,7 @@ def test_conversation_for_agent_returns_none_for_another_agents_conversation(age
     assert conversation_for_agent(agent=agent.user, conversation_uuid=theirs.uuid) is None
     assert conversation_for_agent(agent=agent.user, conversation_uuid=unassigned.uuid) is None
     assert conversation_for_agent(agent=agent.user, conversation_uuid=uuid.uuid4()) is None
+    assert conversation_for_agent(agent=agent.user, conversation_uuid="not-a-uuid") is None
 
 
 # --- the timeline ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class Echo(ParleyConsumer):
 
 async def test_frames_are_dispatched_without_the_hop_to_close_old_connections(monkeypatch):
     import channels.consumer
+    import channels.generic.websocket
 
     hops = []
 
@@ -26,6 +27,7 @@ async def test_frames_are_dispatched_without_the_hop_to_close_old_connections(mo
         hops.append(1)
 
     monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", counted)
     communicator = WebsocketCommunicator(Echo.as_asgi(), "/ws/echo/")
     connected, _ = await communicator.connect()
     assert connected

@@ -151,3 +151,38 @@ def test_row_converters_are_worked_out_once_per_connection(monkeypatch):
         (first.uuid, first.customer_waiting_since, first.last_message_body)
     }
     assert isinstance(rows[0].uuid, uuid.UUID)
+
+
+def test_the_customers_entry_brings_its_files_and_reads_them_only_when_there_are_any(settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.webchat import selectors as chat_selectors
+    from channels_app.webchat.services import chat_attachment_send
+    from conversations.models import Direction, Interaction, Message
+
+    settings.MEDIA_ROOT = tmp_path
+    agent, sessions = _agent_with_chats(1)
+    session = sessions[0]
+    text = chat_customer_message(session=session, text="Just words")
+    upload = SimpleUploadedFile("plan.pdf", b"%PDF-1.7\n" + b"x" * 32, content_type="application/pdf")
+    file = chat_attachment_send(
+        interaction=Interaction.objects.get(pk=session.interaction_id),
+        upload=upload,
+        direction=Direction.OUTBOUND,
+        author_kind=Message.Author.AGENT,
+        agent_user=agent.user,
+    )
+
+    with CaptureQueriesContext(connection) as plain:
+        plain_entry = chat_selectors.chat_entry_for_customer(session=session, entry_id=text.entry.pk)
+        assert list(plain_entry.message.attachments.all()) == []
+    with_file = chat_selectors.chat_entry_for_customer(session=session, entry_id=file.entry.pk)
+
+    assert len(plain.captured_queries) == 1, "no read of files for a message without any"
+    assert [a.filename for a in with_file.message.attachments.all()] == ["plan.pdf"]
+    assert chat_selectors.customer_entry_json(entry=with_file, session=session)["attachments"][0]["name"] == "plan.pdf"
+    # Another session's entry is not this customer's to see.
+    other = _agent_with_chats(1)[1][0]
+    assert chat_selectors.chat_entry_for_customer(session=other, entry_id=text.entry.pk) is None
