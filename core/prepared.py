@@ -110,8 +110,16 @@ class PreparedQuery:
         frozen = (sql, tuple(run_params))
         prepared.as_sql = lambda *args, **kwargs: frozen
         prepared.get_converters = self._converters_for(compiler, using, connection)
-        queryset = template._chain()
-        # ModelIterable asks the query for its compiler; this one holds the compiled select and the row
-        # mapping. The queryset never leaves this function: chained further, it would ignore the change.
-        queryset.query.get_compiler = lambda *args, **kwargs: prepared
+        # A queryset as QuerySet._clone makes one, over a shallow copy of the template's query instead of a
+        # clone (which deep-copies select_related's tree on every call); nothing reads the query but for its
+        # compiler. ModelIterable asks the query for its compiler, and this one holds the compiled select
+        # and the row mapping. The queryset never leaves this function: chained further, it would ignore
+        # the change.
+        query = copy.copy(template.query)
+        query.get_compiler = lambda *args, **kwargs: prepared
+        queryset = template.__class__(model=template.model, query=query, using=template._db, hints=template._hints)
+        queryset._prefetch_related_lookups = template._prefetch_related_lookups[:]
+        queryset._known_related_objects = template._known_related_objects
+        queryset._iterable_class = template._iterable_class
+        queryset._fields = template._fields
         return list(queryset)
