@@ -44,8 +44,16 @@ async def test_an_event_without_a_handler_is_an_error():
         await consumer.dispatch({"type": "conversation.unknown"})
 
 
-def test_the_embedded_layer_is_the_sweeping_in_memory_layer():
-    assert isinstance(get_channel_layer(), layers.SweepingInMemoryChannelLayer)
+def test_the_embedded_layer_is_the_sweeping_in_memory_layer(settings):
+    if settings.REDIS_URL:
+        # The PostgreSQL + Redis pass: the layer is Redis, and workers publish to it directly.
+        assert not isinstance(get_channel_layer(), layers.SweepingInMemoryChannelLayer)
+        assert not realtime.layer_is_in_memory()
+    else:
+        assert isinstance(get_channel_layer(), layers.SweepingInMemoryChannelLayer)
+        assert realtime.layer_is_in_memory()
+    # Either way, the embedded layer counts as in-memory for the workers' event relay.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "core.layers.SweepingInMemoryChannelLayer"}}
     assert realtime.layer_is_in_memory()
 
 
