@@ -243,10 +243,14 @@ class AgentConsumer(ParleyConsumer):
         client_id = frame.get("client_id")
         if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
             raise FrameError("malformed_frame")
+        # From here on every refusal names the reply, so the desktop stops sending it again.
         text = frame.get("text")
-        if not isinstance(text, str):
+        try:
+            target = _uuid_or_error(frame.get("conversation"))
+        except FrameError:
+            target = None
+        if not isinstance(text, str) or target is None:
             raise SendError("malformed_frame", client_id, SEND_FAILED)
-        target = _uuid_or_error(frame.get("conversation"))
         if websocket_db_overloaded():
             # The desktop keeps the text and sends it again in a moment, with the same id.
             raise SendError("busy", client_id, gettext_lazy("Busy: sending again in a moment."))

@@ -168,7 +168,10 @@ async def test_while_the_database_work_is_far_behind_a_reply_is_refused_to_send_
         ({"text": "Hi", "client_id": "short"}, {"error": "malformed_frame"}),
         ({"text": "Hi", "client_id": "has spaces in it"}, {"error": "malformed_frame"}),
         ({"text": ["Hi"], "client_id": "reply-0008"}, {"error": "malformed_frame", "client_id": "reply-0008"}),
-        ({"text": "Hi", "client_id": "reply-0009", "conversation": "not-a-uuid"}, {"error": "malformed_frame"}),
+        (
+            {"text": "Hi", "client_id": "reply-0009", "conversation": "not-a-uuid"},
+            {"error": "malformed_frame", "client_id": "reply-0009"},
+        ),
     ],
 )
 async def test_malformed_replies_get_an_error_and_store_nothing(service, ready_agent, frame, expected):
