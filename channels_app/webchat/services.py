@@ -271,6 +271,13 @@ def desktop_message_key(*, agent_user, client_key: str) -> str:
     return f"{DESKTOP_KEY_PREFIX}:{agent_user.pk}:{client_key}"
 
 
+def _stored_reply(*, conversation: Conversation, agent_user, client_key: str | None) -> Message | None:
+    if client_key is None:
+        return None
+    key = desktop_message_key(agent_user=agent_user, client_key=client_key)
+    return Message.objects.filter(conversation=conversation, medium=Medium.CHAT, provider_message_id=key).first()
+
+
 @transaction.atomic
 def chat_agent_message(*, conversation: Conversation, agent_user, text: str, client_key: str | None = None) -> Message:
     """The agent answers in the conversation's live chat.
@@ -286,10 +293,17 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str, cli
     rows = _LIVE_CHAT_LOCKED(conversation_id=conversation.pk)
     interaction = rows[0] if rows else None
     current = interaction.conversation if interaction is not None else conversation
+    refusal = None
     if current.assigned_agent_id != agent_user.pk:
-        raise ValidationError(_("This conversation is not yours."))
-    if interaction is None or interaction.state != Interaction.State.ACTIVE:
-        raise ValidationError(_("There is no live chat in this conversation."))
+        refusal = _("This conversation is not yours.")
+    elif interaction is None or interaction.state != Interaction.State.ACTIVE:
+        refusal = _("There is no live chat in this conversation.")
+    if refusal is not None:
+        # A resend of a reply stored before the chat ended or moved on is answered with that reply.
+        stored = _stored_reply(conversation=current, agent_user=agent_user, client_key=client_key)
+        if stored is not None:
+            return stored
+        raise ValidationError(refusal)
     try:
         message = message_record(
             interaction=interaction,

@@ -94,6 +94,24 @@ async def test_the_same_reply_sent_again_is_stored_once(service, ready_agent):
     await again.disconnect()
 
 
+async def test_a_reply_sent_again_after_the_chat_ended_is_answered_with_the_stored_one(service, ready_agent):
+    """The first send was stored, its answer lost; the chat ends before the resend: the resend is confirmed."""
+    _customer, desk, conversation = await live_chat(service, ready_agent)
+    frame = {"action": "send", "conversation": str(conversation.uuid), "text": "Goodbye", "client_id": "reply-0010"}
+    await desk.send_json_to(frame)
+    first = await answer(desk)
+    await sync_to_async(services.chat_end)(session=await sync_to_async(_session)(conversation), reason="customer_left")
+
+    await desk.send_json_to(frame)
+    again = await answer(desk)
+
+    assert again == first == {"sent": "reply-0010", "entry": first["entry"]}
+    assert await sync_to_async(replies)(conversation) == ["Goodbye"]
+    await desk.send_json_to({**frame, "client_id": "reply-0011"})
+    assert (await answer(desk))["error"] == "rejected", "a new reply to the ended chat is still refused"
+    await desk.disconnect()
+
+
 async def test_another_agents_conversation_is_refused_and_nothing_is_stored(service, ready_agent):
     _customer, desk, conversation = await live_chat(service, ready_agent)
     other = await sync_to_async(AgentFactory)()
