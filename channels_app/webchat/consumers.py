@@ -33,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.webchat import selectors, services
 from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
+from conversations.selectors import mark_without_files
 from core.consumers import ParleyConsumer
 from core.db import database_sync_to_async, websocket_db_overloaded
 from core.groups import conversation_group, service_group
@@ -292,7 +293,7 @@ class CustomerChatConsumer(ParleyConsumer):
             except ValidationError as exc:
                 raise FrameError("rejected", " ".join(exc.messages), client_id=client_id) from None
             # The rows just stored, as stored: the customer's own chat text, visible to them, with no files.
-            message._prefetched_objects_cache = {"attachments": message.attachments.none()}
+            mark_without_files(message)
             data = selectors.customer_entry_json(entry=message.entry, session=self.session)
         if client_id is not None:
             data["client_id"] = client_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -41,7 +41,7 @@ from conversations.services import (
     interaction_start,
     message_record,
 )
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, PreparedUpdate
 
 SESSION_SALT = "parley.webchat.session"
 VISITOR_SALT = "parley.webchat.visitor"
@@ -235,11 +235,31 @@ def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     )
     now = timezone.now()
     if interaction.conversation.customer_waiting_since is None:
-        Conversation.objects.filter(pk=session.conversation_id, customer_waiting_since__isnull=True).update(
-            customer_waiting_since=now
-        )
-    ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=now, inactivity_warned_at=None)
+        _CUSTOMER_WAITING_FROM(conversation_id=session.conversation_id, now=now)
+    _CUSTOMER_ACTIVE_AT(session_id=session.pk, now=now)
     return message
+
+
+# Written by every customer message; prepared, as compiling them cost more than running them (core/prepared.py).
+_CUSTOMER_WAITING_FROM = PreparedUpdate(
+    lambda conversation_id, now: (
+        Conversation.objects.filter(pk=conversation_id, customer_waiting_since__isnull=True),
+        {"customer_waiting_since": now},
+    ),
+    conversation_id=(-730_031, int),
+    now=(datetime(1971, 3, 5, 7, 11, 17, 170_033, tzinfo=UTC), Conversation._meta.get_field("customer_waiting_since")),
+)
+_CUSTOMER_ACTIVE_AT = PreparedUpdate(
+    lambda session_id, now: (
+        ChatSession.objects.filter(pk=session_id),
+        {"last_customer_activity_at": now, "inactivity_warned_at": None},
+    ),
+    session_id=(-730_035, int),
+    now=(
+        datetime(1971, 3, 5, 7, 11, 19, 170_037, tzinfo=UTC),
+        ChatSession._meta.get_field("last_customer_activity_at"),
+    ),
+)
 
 
 def live_chat_for(*, conversation: Conversation) -> Interaction | None:
@@ -322,8 +342,14 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str, cli
             raise ValidationError(_("The message could not be sent.")) from None
         return exc.message
     if current.customer_waiting_since is not None:
-        Conversation.objects.filter(pk=current.pk).update(customer_waiting_since=None)
+        _CUSTOMER_ANSWERED(conversation_id=current.pk)
     return message
+
+
+_CUSTOMER_ANSWERED = PreparedUpdate(
+    lambda conversation_id: (Conversation.objects.filter(pk=conversation_id), {"customer_waiting_since": None}),
+    conversation_id=(-730_039, int),
+)
 
 
 def _sniff_ok(content_type: str, head: bytes) -> bool:

@@ -186,3 +186,72 @@ def test_the_customers_entry_brings_its_files_and_reads_them_only_when_there_are
     # Another session's entry is not this customer's to see.
     other = _agent_with_chats(1)[1][0]
     assert chat_selectors.chat_entry_for_customer(session=other, entry_id=text.entry.pk) is None
+
+
+def test_a_prepared_update_writes_what_the_orm_update_would():
+    from datetime import UTC, datetime
+
+    from core.prepared import PreparedUpdate
+
+    _agent, sessions = _agent_with_chats(2)
+    first, second = (Conversation.objects.get(pk=session.conversation_id) for session in sessions)
+    Conversation.objects.update(customer_waiting_since=None)
+    waiting_from = PreparedUpdate(
+        lambda conversation_id, now: (
+            Conversation.objects.filter(pk=conversation_id, customer_waiting_since__isnull=True),
+            {"customer_waiting_since": now},
+        ),
+        conversation_id=(-11, int),
+        now=(datetime(1971, 1, 2, 3, 4, 5, 6, tzinfo=UTC), Conversation._meta.get_field("customer_waiting_since")),
+    )
+    moment = datetime(2026, 12, 3, 11, 30, 15, 123_456, tzinfo=UTC)
+
+    assert waiting_from(conversation_id=first.pk, now=moment) == 1
+    # The filter holds: a timer already running is not restarted.
+    assert waiting_from(conversation_id=first.pk, now=datetime(2027, 1, 1, tzinfo=UTC)) == 0
+    assert waiting_from(conversation_id=first.pk + 1000, now=moment) == 0
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.customer_waiting_since == moment
+    assert second.customer_waiting_since is None, "only the named row changes"
+
+
+def test_an_update_whose_value_is_not_a_parameter_is_refused():
+    from core.prepared import PreparedUpdate
+
+    constant = PreparedUpdate(
+        lambda conversation_id: (Conversation.objects.filter(pk=7), {"customer_waiting_since": None}),
+        conversation_id=(-13, int),
+    )
+    with pytest.raises(ValueError, match="not found"):
+        constant(conversation_id=1)
+
+
+def test_a_customer_message_stamps_the_session_and_starts_the_waiting_timer_once():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.webchat.models import ChatSession
+    from channels_app.webchat.services import chat_agent_message
+
+    agent, sessions = _agent_with_chats(1)
+    session = sessions[0]
+    long_ago = timezone.now() - timedelta(minutes=30)
+    ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=long_ago, inactivity_warned_at=long_ago)
+    conversation = Conversation.objects.get(pk=session.conversation_id)
+    chat_agent_message(conversation=conversation, agent_user=agent.user, text="How can I help?")
+    assert Conversation.objects.get(pk=conversation.pk).customer_waiting_since is None
+
+    before = timezone.now()
+    chat_customer_message(session=session, text="My order is late")
+    stored = ChatSession.objects.get(pk=session.pk)
+    assert stored.last_customer_activity_at >= before
+    assert stored.inactivity_warned_at is None
+    started = Conversation.objects.get(pk=conversation.pk).customer_waiting_since
+    assert started >= before
+
+    chat_customer_message(session=session, text="Order 12345")
+    assert Conversation.objects.get(pk=conversation.pk).customer_waiting_since == started, "the timer runs on"
+    chat_agent_message(conversation=conversation, agent_user=agent.user, text="Looking into it")
+    assert Conversation.objects.get(pk=conversation.pk).customer_waiting_since is None
