@@ -474,6 +474,10 @@ class TimelineEntry(models.Model):
     )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(_("time"), default=timezone.now)
+    # A customer's chat message: what the Active Conversations List counts as unread after the agent's read
+    # marker. Kept on the entry so that count reads only the conversation's entries after the marker; joined
+    # to the messages, it scanned every message for each unread entry under a plan made for small tables.
+    unread_for_agent = models.BooleanField(_("counts as unread for the agent"), default=False, editable=False)
 
     class Meta:
         verbose_name = _("timeline entry")

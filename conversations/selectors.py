@@ -120,11 +120,7 @@ def _acl_rows(*, agent, with_live: bool = True) -> QuerySet[Conversation]:
     last_message = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
     unread = (
         TimelineEntry.objects.filter(
-            conversation=OuterRef("pk"),
-            kind=TimelineEntry.Kind.MESSAGE,
-            id__gt=OuterRef("agent_read_upto"),
-            message__author_kind=Message.Author.CUSTOMER,
-            message__medium=Medium.CHAT,
+            conversation=OuterRef("pk"), id__gt=OuterRef("agent_read_upto"), unread_for_agent=True
         )
         .order_by()
         .values("conversation")

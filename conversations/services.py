@@ -242,6 +242,11 @@ def message_record(
     return message
 
 
+def counts_unread_for_agent(message: Message) -> bool:
+    """Whether the message counts as unread for the agent until read: a customer's chat message."""
+    return message.author_kind == Message.Author.CUSTOMER and message.medium == Medium.CHAT
+
+
 def _message_insert(
     *,
     interaction: Interaction,
@@ -277,7 +282,12 @@ def _message_insert(
             raise
         return None, Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
     message.entry = _entry(
-        conversation, TimelineEntry.Kind.MESSAGE, interaction=interaction, message=message, actor=author_agent
+        conversation,
+        TimelineEntry.Kind.MESSAGE,
+        interaction=interaction,
+        message=message,
+        actor=author_agent,
+        unread_for_agent=counts_unread_for_agent(message),
     )
     if direction == Direction.INBOUND:
         _contact_touch_unless_recent(conversation)

@@ -270,3 +270,51 @@ def test_activity_history_runs_one_query_whatever_its_size(agent, django_assert_
         rows = [(c.service.name, c.assigned_agent.username, c.disposition.name, c.closed_at) for c in history]
 
     assert len(rows) == size
+
+
+def test_the_list_counts_the_customers_chat_messages_after_the_read_marker_as_unread(agent):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from conversations.selectors import acl_for_agent
+
+    user = agent.user
+    conversation, _created = conversation_open(contact=ContactFactory(), agent=user)
+    chat = interaction_start(
+        conversation=conversation, medium=Medium.CHAT, direction=Direction.INBOUND, agent=user, state="active"
+    )
+    sms = interaction_start(
+        conversation=conversation, medium=Medium.SMS, direction=Direction.INBOUND, agent=user, state="active"
+    )
+
+    def customer(interaction, body):
+        return message_record(
+            interaction=interaction, direction=Direction.INBOUND, author_kind=Message.Author.CUSTOMER, body=body
+        )
+
+    first = customer(chat, "Hello?")
+    customer(chat, "Anyone there?")
+    reply = message_record(
+        interaction=chat,
+        direction=Direction.OUTBOUND,
+        author_kind=Message.Author.AGENT,
+        author_agent=user,
+        body="Yes, how can I help?",
+    )
+    text = customer(sms, "Also by text")
+    note_add(conversation=conversation, author=user, body="Regular customer")
+
+    marked = {entry.message_id: entry.unread_for_agent for entry in conversation.timeline.filter(kind="message")}
+    assert marked == {first.pk: True, first.pk + 1: True, reply.pk: False, text.pk: False}
+    assert [row.unread_count for row in acl_for_agent(agent=user)] == [2]
+    Conversation.objects.filter(pk=conversation.pk).update(agent_read_upto=first.entry.pk)
+    assert [row.unread_count for row in acl_for_agent(agent=user)] == [1]
+
+    # The migration that added the mark sets it on what was stored before, from the messages.
+    TimelineEntry.objects.update(unread_for_agent=False)
+    migration = import_module("conversations.migrations.0007_timeline_unread_for_agent")
+    migration.mark_customer_chat_messages(apps, None)
+    assert {
+        entry.message_id: entry.unread_for_agent for entry in conversation.timeline.filter(kind="message")
+    } == marked

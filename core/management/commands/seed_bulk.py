@@ -297,6 +297,7 @@ class Command(BaseCommand):
                         message_id=message_id,
                         interaction_id=text_interaction,
                         created_at=moment,
+                        unread_for_agent=from_customer and medium == Medium.CHAT,
                     )
                 )
                 message_id += 1
