@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,6 +36,61 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
+
+
+def host_speed_ms() -> float:
+    """Milliseconds this host takes for a fixed piece of pure Python (best of three), as a speed reading.
+
+    Shared VMs change speed from hour to hour with their neighbours: printed at the start and end of a run
+    beside the load average, it tells whether two runs' absolute figures (milliseconds, not ratios) compare.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(2_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def analyze() -> None:
+    """Table statistics for the rows the set-up made, as a production database keeps them (autovacuum).
+
+    A database filled a moment ago has none: PostgreSQL then plans for empty tables (and keeps that plan for
+    a prepared statement until its next ANALYZE), e.g. a scan of every message for each unread one in the
+    agent's list row, whose cost grows with the square of the messages the run adds.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def database_latency_ms(rounds: int = 100) -> tuple[float, float]:
+    """(p50 of ``SELECT 1``, p50 of a one-row insert and its commit) on the benchmark's database, in ms.
+
+    What a round trip and a durable commit cost on this host now: on a shared VM the commit's flush to disk
+    moves from under 1 ms to several from hour to hour, and every stored message waits for one.
+    """
+    from django.db import connection, transaction
+
+    from core.models import RelayedEvent
+
+    selects, commits = [], []
+    with connection.cursor() as cursor:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            selects.append(time.perf_counter() - started)
+    for number in range(rounds):
+        started = time.perf_counter()
+        with transaction.atomic():
+            RelayedEvent.objects.create(group="bench-latency", payload={"n": number})
+        commits.append(time.perf_counter() - started)
+    RelayedEvent.objects.filter(group="bench-latency").delete()
+    return percentile(selects, 50) * 1000, percentile(commits, 50) * 1000
 
 
 def ms(seconds: float) -> str:

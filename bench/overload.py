@@ -369,7 +369,8 @@ def main() -> int:
         print("RT3 overload benchmark")
         print(
             f"  date      {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.2f}"
+            f"load average {os.getloadavg()[0]:.2f}, host speed {_support.host_speed_ms():.0f} ms (2 M-step Python "
+            "loop; lower is faster)"
         )
         print(
             f"  versions  Django {django.get_version()}, {_support.database_version()}, layer {layer}"
@@ -409,7 +410,7 @@ def main() -> int:
         for server in servers:
             if not alive(server.pid):
                 failures.append(f"daphne {server.pid} died")
-        print(f"\n  load average at the end {os.getloadavg()[0]:.2f}")
+        print(f"\n  load average at the end {os.getloadavg()[0]:.2f}, host speed {_support.host_speed_ms():.0f} ms")
     finally:
         for proc in procs:
             realtime.stop(proc)

@@ -749,6 +749,7 @@ def build_parley(agents: int, chats_per_agent: int) -> dict:
             chat_of_conversation[conversation.pk] = len(tokens)
             tokens.append(session_token(session))
             conversations.append(str(conversation.uuid))
+    _support.analyze()
     return {
         "tokens": tokens,
         "conversations": conversations,
@@ -949,15 +950,23 @@ def describe(args, bare_seconds: float) -> None:
     print("RT1/RT2 realtime benchmark")
     print(
         f"  date      {timezone.now():%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {os.getloadavg()[0]:.2f}, host speed {_support.host_speed_ms():.0f} ms (2 M-step Python loop; "
+        "lower is faster)"
     )
     print(f"  versions  {versions}")
+    round_trip, commit = _support.database_latency_ms()
+    print(f"  database  round trip (SELECT 1) p50 {round_trip:.2f} ms, one-row insert + commit p50 {commit:.2f} ms")
     print(f"  layer     {kind} {config or ''}".rstrip())
     print(
         f"  settings  config.settings_test, DEBUG={settings.DEBUG}, "
         f"CONN_MAX_AGE={connection.settings_dict.get('CONN_MAX_AGE')}, "
         f"CHAT_RATE_LIMIT_PER_10S={settings.CHAT_RATE_LIMIT_PER_10S}, WEBSOCKET_DB_THREADS="
         f"{settings.WEBSOCKET_DB_THREADS}, daphne processes {args.processes}"
+        + (
+            f", prepare threshold {connection.settings_dict['OPTIONS'].get('prepare_threshold')}"
+            if connection.vendor == "postgresql"
+            else ""
+        )
     )
     print(
         f"  load      {args.agents} agents x {args.chats_per_agent} chats = {chats} customer + {args.agents} agent "
@@ -1047,7 +1056,11 @@ def main() -> int:
         for server in servers:
             stop(server)
         failures = report(bare, full, stored_messages(parley["chat_of_conversation"]))
-        print(f"\n  load average at the end {os.getloadavg()[0]:.2f}")
+        round_trip, commit = _support.database_latency_ms()
+        print(
+            f"\n  load average at the end {os.getloadavg()[0]:.2f}, host speed {_support.host_speed_ms():.0f} ms, "
+            f"database round trip {round_trip:.2f} ms, insert + commit {commit:.2f} ms"
+        )
     finally:
         for proc in procs:
             stop(proc)
