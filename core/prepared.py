@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from django.db.models.sql import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 
-class _Prepared:
+class _Prepared(ABC):
     """What prepared reads and updates share: SQL compiled once per database, with the values' slots found."""
 
     def __init__(self, build: Callable[..., Any], **values: tuple[Any, Any]) -> None:
@@ -48,9 +49,9 @@ class _Prepared:
             return prep.get_db_prep_value(prep.get_prep_value(value), connection, prepared=True)
         return prep(value)
 
+    @abstractmethod
     def _compiler(self, alias: str) -> tuple[Any, Any]:
         """(the template the samples built, its compiler for ``alias``)."""
-        raise NotImplementedError
 
     def _compile(self, alias: str):
         compiled = self._compiled.get(alias)

@@ -191,19 +191,12 @@ def test_the_customers_entry_brings_its_files_and_reads_them_only_when_there_are
 def test_a_prepared_update_writes_what_the_orm_update_would():
     from datetime import UTC, datetime
 
-    from core.prepared import PreparedUpdate
+    # The update every customer message makes: the waiting timer starts unless it runs already.
+    from channels_app.webchat.services import _CUSTOMER_WAITING_FROM as waiting_from
 
     _agent, sessions = _agent_with_chats(2)
     first, second = (Conversation.objects.get(pk=session.conversation_id) for session in sessions)
     Conversation.objects.update(customer_waiting_since=None)
-    waiting_from = PreparedUpdate(
-        lambda conversation_id, now: (
-            Conversation.objects.filter(pk=conversation_id, customer_waiting_since__isnull=True),
-            {"customer_waiting_since": now},
-        ),
-        conversation_id=(-11, int),
-        now=(datetime(1971, 1, 2, 3, 4, 5, 6, tzinfo=UTC), Conversation._meta.get_field("customer_waiting_since")),
-    )
     moment = datetime(2026, 12, 3, 11, 30, 15, 123_456, tzinfo=UTC)
 
     assert waiting_from(conversation_id=first.pk, now=moment) == 1

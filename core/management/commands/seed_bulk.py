@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactPoint
 from conversations.models import Conversation, Direction, Interaction, Medium, Message, Service, TimelineEntry
+from conversations.services import counts_unread_for_agent
 
 BATCH = 5000
 # Media that carry messages, in turn; every fourth conversation also has a voice call.
@@ -297,7 +298,7 @@ class Command(BaseCommand):
                         message_id=message_id,
                         interaction_id=text_interaction,
                         created_at=moment,
-                        unread_for_agent=from_customer and medium == Medium.CHAT,
+                        unread_for_agent=counts_unread_for_agent(messages[-1]),
                     )
                 )
                 message_id += 1
