@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections import deque
@@ -71,7 +72,9 @@ class Pending:
     """What the events since the last push named; rendered together, read once from the database.
 
     A burst of events costs one render instead of one each, and the consumer takes the next event off
-    the channel layer at once, so a busy desktop never builds a queue of renders (or of events).
+    the channel layer at once, so a busy desktop never builds a queue of renders (or of events). The render
+    takes what is pending when it starts on its database thread, not when it was queued for one: under load,
+    the events that arrive while it waits for a thread are read and sent with it.
     """
 
     state: bool = False
@@ -137,6 +140,8 @@ class AgentConsumer(ParleyConsumer):
         self.last_typing: tuple[str, bool, float] = ("", False, 0.0)
         self.frame_times: deque[float] = deque()
         self.pending = Pending()
+        # The event handlers (on the event loop) add to ``pending``; the render (on a database thread) takes it.
+        self.pending_lock = threading.Lock()
         self.flusher: asyncio.Future | None = None
         # One render and send at a time, so pushes reach the tab in the order they were read.
         self.render_lock = asyncio.Lock()
@@ -265,7 +270,10 @@ class AgentConsumer(ParleyConsumer):
             await self.send(text_data=html)
 
     def _is_open(self, event: dict) -> bool:
-        """Whether the event is about the conversation this tab shows (remembered for the render)."""
+        """Whether the event is about the conversation this tab shows (remembered for the render).
+
+        Called with ``pending_lock`` held.
+        """
         if not self.open_conversation or event.get("conversation") != self.open_conversation:
             return False
         if self.pending.open_conversation != self.open_conversation:
@@ -276,11 +284,18 @@ class AgentConsumer(ParleyConsumer):
         return True
 
     def _row(self, event: dict) -> None:
+        """Called with ``pending_lock`` held."""
         conversation_uuid = event.get("conversation")
         if isinstance(conversation_uuid, str) and conversation_uuid:
             self.pending.rows.add(conversation_uuid)
         else:
             self.pending.whole_list = True
+
+    def _take_pending(self) -> Pending:
+        """What the events so far named, for the render about to read it; later events start a new one."""
+        with self.pending_lock:
+            pending, self.pending = self.pending, Pending()
+        return pending
 
     def _flush_soon(self) -> None:
         if self.flusher is None or self.flusher.done():
@@ -290,8 +305,7 @@ class AgentConsumer(ParleyConsumer):
         try:
             while self.pending:
                 async with self.render_lock:
-                    pending, self.pending = self.pending, Pending()
-                    await self.send_html(await self.render_pending(pending))
+                    await self.send_html(await self.render_pending())
         except DatabaseError as exc:
             # The database is unreachable, so the push cannot be rendered. Close with "try again later":
             # the desktop reconnects and re-syncs from the database once it is back, missing nothing.
@@ -300,42 +314,49 @@ class AgentConsumer(ParleyConsumer):
 
     # Channel-layer events ----------------------------------------------------------------
     async def agent_state(self, event: dict) -> None:
-        self.pending.state = True
+        with self.pending_lock:
+            self.pending.state = True
         self._flush_soon()
 
     async def agent_offers(self, event: dict) -> None:
-        self.pending.offers = True
+        with self.pending_lock:
+            self.pending.offers = True
         self._flush_soon()
 
     async def agent_conversations(self, event: dict) -> None:
-        self.pending.whole_list = True
+        with self.pending_lock:
+            self.pending.whole_list = True
         self._flush_soon()
 
     async def conversation_changed(self, event: dict) -> None:
-        self.pending.whole_list = True
-        if self._is_open(event):
-            self.pending.controls = True
+        with self.pending_lock:
+            self.pending.whole_list = True
+            if self._is_open(event):
+                self.pending.controls = True
         self._flush_soon()
 
     async def conversation_timeline(self, event: dict) -> None:
         # Every message moves its conversation's row (preview, unread, waiting timer); only that row is sent.
-        self._row(event)
-        if self._is_open(event):
-            self.pending.entries.add(_non_negative_int(event.get("entry_id", 0)))
+        with self.pending_lock:
+            self._row(event)
+            if self._is_open(event):
+                self.pending.entries.add(_non_negative_int(event.get("entry_id", 0)))
         self._flush_soon()
 
     async def conversation_contact(self, event: dict) -> None:
         # The row shows the contact's name; the open conversation's panel and composer its addresses.
-        self._row(event)
-        if self._is_open(event):
-            self.pending.controls = self.pending.contact = True
+        with self.pending_lock:
+            self._row(event)
+            if self._is_open(event):
+                self.pending.controls = self.pending.contact = True
         self._flush_soon()
 
     async def conversation_receipts(self, event: dict) -> None:
         # Read marks change the row's unread count; delivery marks the open timeline.
-        self._row(event)
-        if self._is_open(event):
-            self.pending.receipts = True
+        with self.pending_lock:
+            self._row(event)
+            if self._is_open(event):
+                self.pending.receipts = True
         self._flush_soon()
 
     async def conversation_typing(self, event: dict) -> None:
@@ -420,7 +441,7 @@ class AgentConsumer(ParleyConsumer):
         return self._render(*parts), conversation is not None
 
     @database_sync_to_async_in_language
-    def render_pending(self, pending: Pending) -> str:
+    def render_pending(self) -> str:
         """Everything the events since the last push named, read once from the database.
 
         Order as the tab expects it: new entries first (the list's previews point at them), then
@@ -428,6 +449,7 @@ class AgentConsumer(ParleyConsumer):
         """
         from conversations import selectors, views
 
+        pending = self._take_pending()
         user = self._user()
         first: list[tuple[str, dict]] = []
         parts: list[tuple[str, dict]] = []

@@ -31,6 +31,7 @@ import pstats
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,7 @@ def run(args) -> int:
     consumer.scope = {"user": agent_user}
     consumer.language = "en"
     consumer.open_conversation = conversation_uuid
+    consumer.pending_lock = threading.Lock()
     render_pending = AgentConsumer.__dict__["render_pending"].func
 
     state = {"entry": 0, "n": 0}
@@ -128,10 +130,10 @@ def run(args) -> int:
         state["entry"] = message.entry.pk
 
     def agent_push() -> None:
-        pending = Pending(open_conversation=conversation_uuid)
-        pending.rows.add(conversation_uuid)
-        pending.entries.add(state["entry"])
-        render_pending(consumer, pending)
+        consumer.pending = Pending(open_conversation=conversation_uuid)
+        consumer.pending.rows.add(conversation_uuid)
+        consumer.pending.entries.add(state["entry"])
+        render_pending(consumer)
 
     def agent_reply() -> None:
         with translation.override("en"):

@@ -438,3 +438,42 @@ async def test_a_burst_of_events_is_pushed_in_one_render_with_nothing_left_out()
     assert f'id="acl-{conversation.uuid}"' in pushed
     assert 'data-unread="11"' in frames[-1]
     await communicator.disconnect()
+
+
+async def test_events_that_come_while_the_render_waits_for_a_thread_go_out_with_it():
+    """Under load the render takes what is pending when it starts on its thread, not when it was queued."""
+    import threading
+
+    from django.conf import settings
+
+    from core.db import websocket_db_executor
+
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    communicator = await _connected(cast["agent"].user)
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
+    await _drain(communicator)
+    session = await sync_to_async(conversation.chat_sessions.get)()
+
+    # Every database thread of the websockets busy, as under load: the push of the first message waits.
+    release = threading.Event()
+    busy = [websocket_db_executor().submit(release.wait, 10) for _ in range(settings.WEBSOCKET_DB_THREADS)]
+    try:
+        entry_ids = []
+        for n in range(3):
+            # One transaction each: three events, the first of which queues the render.
+            message = await sync_to_async(chat_customer_message)(session=session, text=f"while busy {n}")
+            entry_ids.append(message.entry.pk)
+            await asyncio.sleep(0.05)
+        assert await communicator.receive_nothing(timeout=0.2)
+    finally:
+        release.set()
+    for future in busy:
+        await asyncio.wrap_future(future)
+
+    frames = await _drain(communicator)
+    assert len(frames) == 1
+    for entry_id in entry_ids:
+        assert frames[0].count(f'id="entry-{entry_id}"') == 1
+    assert 'data-unread="4"' in frames[0]
+    await communicator.disconnect()
