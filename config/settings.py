@@ -116,8 +116,13 @@ else:
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
 # Threads running HTTP requests (middleware, view, templates) in each web process (core.db).
 HTTP_THREADS = env.int("HTTP_THREADS", default=8)
-# Threads running the websocket consumers' database work in each web process (core.db).
-WEBSOCKET_DB_THREADS = env.int("WEBSOCKET_DB_THREADS", default=4)
+# Threads running the websocket consumers' database work in each web process (core.db). SQLite writes one
+# transaction at a time, so more threads there only wait for its lock and for the interpreter's (GIL): one
+# thread carried 10 % more messages per second than four (bench/realtime.py, RT1). PostgreSQL overlaps the
+# threads' round trips.
+WEBSOCKET_DB_THREADS = env.int(
+    "WEBSOCKET_DB_THREADS", default=1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 4
+)
 # Past this many calls waiting for those threads, sockets' new messages are refused with "send again".
 WEBSOCKET_DB_MAX_PENDING = env.int("WEBSOCKET_DB_MAX_PENDING", default=64)
 # ... and while the calls waiting for a thread would wait longer than this.

@@ -49,3 +49,21 @@ def test_a_statement_run_again_is_prepared_on_the_server_and_gives_the_same_rows
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any('FROM "conversations_conversation"' in statement for statement in prepared), prepared
+
+
+SHOW_THREADS = "from django.conf import settings; print(settings.WEBSOCKET_DB_THREADS)"
+
+
+def _websocket_threads(**env: str) -> int:
+    result = run_manage("shell", "-c", SHOW_THREADS, env={**PRODUCTION_ENV, **env})
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def test_sqlite_runs_the_websockets_database_work_on_one_thread_postgresql_on_four():
+    # SQLite writes one transaction at a time: more threads only wait for its lock and the interpreter's.
+    assert _websocket_threads(DATABASE_URL="sqlite:////tmp/parley-settings-check.sqlite3") == 1
+    assert _websocket_threads(DATABASE_URL="postgres://parley@db.example.com:5432/parley") == 4
+    assert (
+        _websocket_threads(DATABASE_URL="sqlite:////tmp/parley-settings-check.sqlite3", WEBSOCKET_DB_THREADS="3") == 3
+    )
