@@ -375,7 +375,7 @@ def main() -> int:
         print(
             f"  versions  Django {django.get_version()}, {_support.database_version()}, layer {layer}"
             f"{', ' + _support.redis_version() if settings.REDIS_URL else ''}, daphne {' '.join(PING_ARGS)}, "
-            f"processes {args.processes}"
+            f"processes {args.processes}, one core each (WEB_CPUS)"
         )
         print(
             f"  load      {args.agents} agents x {args.chats_per_agent} chats; saturation {args.saturation:g} s, "
@@ -389,7 +389,12 @@ def main() -> int:
         # Twice saturation is more than the per-socket chat limit lets one customer send: lift it for this run.
         extra_env = {"CHAT_RATE_LIMIT_PER_10S": "1000"}
         servers = [
-            realtime.start_daphne(port, run_dir / f"daphne-{n}.log", extra_args=PING_ARGS, extra_env=extra_env)
+            realtime.start_daphne(
+                port,
+                run_dir / f"daphne-{n}.log",
+                extra_args=PING_ARGS,
+                extra_env={**extra_env, **realtime.web_cpus(n, True)},
+            )
             for n, port in enumerate(ports)
         ]
         procs.extend(servers)

@@ -497,8 +497,9 @@ class Load:
                     except TimeoutError:
                         return
                 refused = self.sent.get(last_key)
-                if refused is not None and refused.error and refused.error.startswith("busy"):
-                    # Told to send again in a moment: a person (or the page) does, not in a tight loop.
+                if refused is not None and refused.error and refused.error.startswith(("busy", "rate_limited")):
+                    # Told to send again in a moment (the server sheds load, or this customer sent too fast):
+                    # the page puts the text back and the person sends it again, not in a tight loop.
                     await asyncio.sleep(BUSY_RETRY_SECONDS)
                 if not await self.customer_send(chat, "saturation"):
                     return
@@ -799,6 +800,14 @@ def start_bare(port: int, chats_per_agent: int, log_path: Path) -> subprocess.Po
     return proc
 
 
+def web_cpus(process: int, pin: bool) -> dict[str, str]:
+    """The ``WEB_CPUS`` of web process number ``process``: one core each, in turn, as README's layout has it."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return {}
+    cpus = sorted(os.sched_getaffinity(0))
+    return {"WEB_CPUS": str(cpus[process % len(cpus)])}
+
+
 def start_daphne(
     port: int, log_path: Path, *, extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen:
@@ -961,7 +970,12 @@ def describe(args, bare_seconds: float) -> None:
         f"  settings  config.settings_test, DEBUG={settings.DEBUG}, "
         f"CONN_MAX_AGE={connection.settings_dict.get('CONN_MAX_AGE')}, "
         f"CHAT_RATE_LIMIT_PER_10S={settings.CHAT_RATE_LIMIT_PER_10S}, WEBSOCKET_DB_THREADS="
-        f"{settings.WEBSOCKET_DB_THREADS}, daphne processes {args.processes}"
+        f"{settings.WEBSOCKET_DB_THREADS}, daphne processes {args.processes}, "
+        + (
+            "WEB_CPUS " + " / ".join(web_cpus(n, True).get("WEB_CPUS", "-") for n in range(args.processes))
+            if args.pin
+            else "not pinned"
+        )
         + (
             f", prepare threshold {connection.settings_dict['OPTIONS'].get('prepare_threshold')}"
             if connection.vendor == "postgresql"
@@ -993,6 +1007,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--agent-http", action="store_true", help="agents reply by HTTP POST instead of over their socket"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="leave the daphne processes to the OS instead of one core each (WEB_CPUS)",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1039,7 +1059,10 @@ def main() -> int:
         stop(procs[-1])
 
         ports = [_support.free_port() for _ in range(args.processes)]
-        servers = [start_daphne(port, run_dir / f"daphne-{n}.log") for n, port in enumerate(ports)]
+        servers = [
+            start_daphne(port, run_dir / f"daphne-{n}.log", extra_env=web_cpus(n, args.pin))
+            for n, port in enumerate(ports)
+        ]
         procs.extend(servers)
         parley_target = Target(
             name="parley",

@@ -10,6 +10,11 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
+from core.affinity import pin_from_environment  # noqa: E402
+
+# One core per web process when WEB_CPUS names it (core.affinity), before any thread of ours starts.
+pin_from_environment()
+
 # Imported after Django is set up: routing imports consumers, which import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
