@@ -349,6 +349,9 @@ def main() -> int:
     parser.add_argument("--cutoff", type=float, default=30.0, help="seconds within which a stalled socket must close")
     parser.add_argument("--rss-budget", type=float, default=150.0, help="MB the server may grow during the overload")
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument(
+        "--history", type=int, default=100_000, help="messages of closed conversations seeded first (realtime.py)"
+    )
     args = parser.parse_args()
     if args.processes > 1 and not os.environ.get("REDIS_URL"):
         parser.error("--processes above 1 needs REDIS_URL")
@@ -382,7 +385,7 @@ def main() -> int:
             f"baseline {args.baseline:g} s, overload {args.factor:g}x for {args.overload:g} s with {args.stalled} "
             f"agents + {args.stalled} customers not reading, recovery {args.recovery:g} s"
         )
-        parley = realtime.build_parley(args.agents, args.chats_per_agent)
+        parley = realtime.build_parley(args.agents, args.chats_per_agent, history=args.history)
         run_dir = Path(settings.VAR_DIR)
         run_dir.mkdir(parents=True, exist_ok=True)
         ports = [_support.free_port() for _ in range(args.processes)]

@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import io
 import json
 import os
 import platform
@@ -683,7 +684,34 @@ def stored_messages(chat_of_conversation: dict[int, int]) -> dict[int, list[str]
 # --- Parley: setup through the services ---------------------------------------------------------------------
 
 
-def build_parley(agents: int, chats_per_agent: int) -> dict:
+def seed_history(messages: int) -> None:
+    """Closed conversations with ``messages`` messages in all, as a deployment has after a while (seed_bulk).
+
+    The planner chooses by the tables' statistics: against tables holding only the benchmark's own rows,
+    PostgreSQL read a conversation's newest message by scanning every message (the list row's preview),
+    which no database with a history does.
+    """
+    from django.core.management import call_command
+
+    if messages <= 0:
+        return
+    started = time.perf_counter()
+    conversations = max(1, messages // 50)
+    call_command(
+        "seed_bulk",
+        contacts=max(1, conversations // 2),
+        conversations=conversations,
+        messages=messages,
+        allow_production=True,
+        stdout=io.StringIO(),
+    )
+    print(
+        f"  history   {messages} messages in {conversations} closed conversations (seed_bulk), "
+        f"seeded in {time.perf_counter() - started:.1f} s"
+    )
+
+
+def build_parley(agents: int, chats_per_agent: int, *, history: int = 0) -> dict:
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
@@ -750,6 +778,7 @@ def build_parley(agents: int, chats_per_agent: int) -> dict:
             chat_of_conversation[conversation.pk] = len(tokens)
             tokens.append(session_token(session))
             conversations.append(str(conversation.uuid))
+    seed_history(history)
     _support.analyze()
     return {
         "tokens": tokens,
@@ -1009,6 +1038,12 @@ def main() -> int:
         "--agent-http", action="store_true", help="agents reply by HTTP POST instead of over their socket"
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=100_000,
+        help="messages of closed conversations seeded before the run, as a deployment has (default 100000)",
+    )
+    parser.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
@@ -1036,7 +1071,7 @@ def main() -> int:
     try:
         describe(args, bare_seconds)
         started = time.perf_counter()
-        parley = build_parley(args.agents, args.chats_per_agent)
+        parley = build_parley(args.agents, args.chats_per_agent, history=args.history)
         chats = args.agents * args.chats_per_agent
         print(f"  setup     {chats} chats routed and accepted in {time.perf_counter() - started:.1f} s")
         connection.close()
