@@ -19,7 +19,9 @@ What it does:
 1. creates its own test database and, through the services (no HTTP), a
    service, the agents (Ready, capacity 100 %, chat share 25 %) and their chats
    (``chat_start``, routed on commit, accepted with ``offer_accept``), the
-   customers' session tokens and the agents' session and CSRF cookies;
+   customers' session tokens and the agents' session and CSRF cookies; then
+   seeds a history of ``--history`` messages in closed conversations and, on
+   PostgreSQL, runs ``ANALYZE``;
 2. starts the bare server (this script with ``--serve-bare``, a subprocess):
    a customer's message is echoed to the customer and relayed to its agent, an
    agent's message (sent over the agent's socket: the bare server speaks no
@@ -30,7 +32,8 @@ What it does:
    not yet shown to its agent), then waits for the stragglers;
 3. starts daphne (``config.asgi:application``, a subprocess on a free port,
    ``config.settings_test`` on the benchmark's database; with ``REDIS_URL`` the
-   channel layer is Redis; persistent connections asked for with
+   channel layer is Redis; each process pinned to a core of its own with
+   ``WEB_CPUS`` unless ``--no-pin``; persistent connections asked for with
    ``DATABASE_CONN_MAX_AGE`` or ``?conn_max_age=`` apply to it too) and runs the
    same generator against Parley's
    sockets: customers on ``/ws/chat/`` (``resume`` with their token, then

@@ -75,6 +75,17 @@ async def _send(communicator, frame: dict) -> None:
     await communicator.send_to(text_data=json.dumps(frame))
 
 
+async def _showing_a_chat():
+    """An agent's socket showing one accepted chat, drained: (conversation, communicator, chat session)."""
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    communicator = await _connected(cast["agent"].user)
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
+    await _drain(communicator)
+    session = await sync_to_async(conversation.chat_sessions.get)()
+    return conversation, communicator, session
+
+
 async def test_connect_sends_state_offers_and_list_in_one_frame():
     cast = await sync_to_async(_setup)()
     communicator, connected, _ = await connect(user=cast["agent"].user)
@@ -414,12 +425,7 @@ async def test_an_address_added_to_the_contact_offers_its_channel_in_the_open_wo
 
 async def test_a_burst_of_events_is_pushed_in_one_render_with_nothing_left_out():
     """Events name what changed; the desktop renders what a burst named once, so it never queues renders."""
-    cast = await sync_to_async(_setup)()
-    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
-    communicator = await _connected(cast["agent"].user)
-    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
-    await _drain(communicator)
-    session = await sync_to_async(conversation.chat_sessions.get)()
+    conversation, communicator, session = await _showing_a_chat()
 
     def ten_messages() -> list[int]:
         from django.db import transaction
@@ -448,12 +454,7 @@ async def test_events_that_come_while_the_render_waits_for_a_thread_go_out_with_
 
     from core.db import websocket_db_executor
 
-    cast = await sync_to_async(_setup)()
-    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
-    communicator = await _connected(cast["agent"].user)
-    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": 10**9})
-    await _drain(communicator)
-    session = await sync_to_async(conversation.chat_sessions.get)()
+    _conversation, communicator, session = await _showing_a_chat()
 
     # Every database thread of the websockets busy, as under load: the push of the first message waits.
     release = threading.Event()
