@@ -191,7 +191,10 @@ def test_call_first_is_queued_offered_and_connected(demo_data, live_server_url, 
     customer.locator("#prechat-email").fill("carla.caller@example.com")
     customer.locator("#voice-call-first").click()
     expect(customer.locator("#prechat-form")).to_be_hidden()
-    expect(customer.locator("#voice-status")).to_have_text("Waiting for an agent to take your call…")
+    # Queued, then offered to the Ready agent at once: the page may already show the ringing state when looked at.
+    expect(customer.locator("#voice-status")).to_have_text(
+        re.compile(r"^(Waiting for an agent to take your call…|Calling the agent…)$")
+    )
 
     # Offered like a chat: the agent accepts in the offers panel; the call connects.
     offer = a.locator("#offers .offer")
