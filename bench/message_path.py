@@ -14,7 +14,8 @@ of each step alone, so a change to it can be judged on its own.
   Channel-layer events are collected, not sent (the layer is ``realtime.py``'s subject).
 - Printed per step: p50 and p90 time, the SQL statements it ran (``BEGIN``/``COMMIT`` not counted), and
   p50 ÷ the p50 of a bare transaction (``INSERT`` + ``SELECT`` + commit) on the same database, same run.
-- ``--profile`` runs each step under cProfile instead and prints its 25 most expensive functions.
+- ``--profile`` runs each step under cProfile instead and prints its 25 most expensive functions
+  (``--sort tottime`` by their own time).
 - ``--callgrind``, under ``valgrind --tool=callgrind --instr-atstart=no``, counts the instructions of the
   measured rounds only (repeatable to a fraction of a percent, whatever the host's load).
 
@@ -68,6 +69,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300, help="measured rounds (default 300)")
     parser.add_argument("--profile", action="store_true", help="cProfile each step instead of timing it")
+    parser.add_argument(
+        "--sort", default="cumulative", help="with --profile: pstats order, e.g. tottime (default cumulative)"
+    )
     parser.add_argument(
         "--callgrind",
         action="store_true",
@@ -187,7 +191,7 @@ def run(args) -> int:
     if args.profile:
         for name, _ in steps:
             out = io.StringIO()
-            pstats.Stats(profiles[name], stream=out).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(profiles[name], stream=out).sort_stats(args.sort).print_stats(25)
             print(f"\n== {name}\n{out.getvalue()}")
         return 0
     bare_p50 = statistics.median(bare)

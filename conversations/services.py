@@ -204,6 +204,7 @@ def message_record(
     provider_message_id: str | None = None,
     delivery_status: str | None = None,
     locked: bool = False,
+    duplicate_checked: bool = False,
 ) -> Message:
     """Store one chat/SMS/email item and put it on the conversation's timeline.
 
@@ -213,6 +214,11 @@ def message_record(
     ``locked``: the caller has just read the interaction (with its
     conversation) under ``select_for_update`` in this transaction. The
     message comes back with its timeline entry as ``entry``.
+    ``duplicate_checked``: the caller looked for the provider's id in this
+    transaction and found none. The insert then takes no savepoint (two round
+    trips): a duplicate stored since by a concurrent transaction raises
+    ``IntegrityError`` and spoils the caller's transaction, which the caller
+    runs again to find it.
     """
     duplicate: Message | None = None
     refused: ValidationError | None = None
@@ -234,6 +240,7 @@ def message_record(
                 author_agent=author_agent,
                 provider_message_id=provider_message_id,
                 delivery_status=delivery_status,
+                savepoint=provider_message_id is not None and not duplicate_checked,
             )
     if refused is not None:
         raise refused
@@ -257,6 +264,7 @@ def _message_insert(
     author_agent,
     provider_message_id: str | None,
     delivery_status: str | None,
+    savepoint: bool,
 ) -> tuple[Message | None, Message | None]:
     """The message and its timeline entry; or, when the provider's id is stored already, that message."""
     conversation = interaction.conversation
@@ -264,7 +272,7 @@ def _message_insert(
         delivery_status = Message.Status.RECEIVED if direction == Direction.INBOUND else Message.Status.PENDING
     try:
         # A provider's id may arrive twice: only then is a failed insert expected, and survived.
-        with transaction.atomic(savepoint=provider_message_id is not None):
+        with transaction.atomic(savepoint=savepoint):
             message = Message.objects.create(
                 conversation=conversation,
                 interaction=interaction,
@@ -278,7 +286,7 @@ def _message_insert(
                 provider_message_id=provider_message_id,
             )
     except IntegrityError:
-        if provider_message_id is None:
+        if not savepoint:
             raise
         return None, Message.objects.get(medium=interaction.medium, provider_message_id=provider_message_id)
     message.entry = _entry(

@@ -11,6 +11,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -34,10 +35,8 @@ from conversations.models import (
 )
 from conversations.routing import route_on_commit
 from conversations.services import (
-    DuplicateMessage,
     conversation_open,
     interaction_end,
-    interaction_locked,
     interaction_start,
     message_record,
 )
@@ -220,10 +219,24 @@ def _clean_text(text: str) -> str:
     return text
 
 
+# The session's activity stamp is written by a customer message only when it is this old (or a warning
+# stands): the stamp may lag the customer's latest message by this much, and the inactivity sweep reads
+# both. One write fewer on almost every chat message.
+ACTIVITY_STAMP_EVERY = timedelta(seconds=30)
+
+
+def _chat_locked(interaction_id: int) -> Interaction:
+    """The chat's interaction (with conversation, contact and session), interaction and conversation locked."""
+    rows = _CHAT_LOCKED(interaction_id=interaction_id)
+    if not rows:
+        raise Interaction.DoesNotExist(f"no interaction {interaction_id}")
+    return rows[0]
+
+
 @transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     text = _clean_text(text)
-    interaction = interaction_locked(interaction_id=session.interaction_id)
+    interaction = _chat_locked(session.interaction_id)
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
     message = message_record(
@@ -236,8 +249,22 @@ def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     now = timezone.now()
     if interaction.conversation.customer_waiting_since is None:
         _CUSTOMER_WAITING_FROM(conversation_id=session.conversation_id, now=now)
-    _CUSTOMER_ACTIVE_AT(session_id=session.pk, now=now)
+    stored = interaction.chat_session
+    if stored.inactivity_warned_at is not None or now - stored.last_customer_activity_at >= ACTIVITY_STAMP_EVERY:
+        _CUSTOMER_ACTIVE_AT(session_id=stored.pk, now=now)
     return message
+
+
+def customer_last_active(*, session: ChatSession):
+    """When the customer last wrote: the session's stamp, or their latest message if that is newer."""
+    latest = (
+        Message.objects.filter(interaction_id=session.interaction_id, author_kind=Message.Author.CUSTOMER)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    stamp = session.last_customer_activity_at
+    return max(stamp, latest) if latest is not None else stamp
 
 
 # Written by every customer message; prepared, as compiling them cost more than running them (core/prepared.py).
@@ -248,6 +275,12 @@ _CUSTOMER_WAITING_FROM = PreparedUpdate(
     ),
     conversation_id=(-730_031, int),
     now=(datetime(1971, 3, 5, 7, 11, 17, 170_033, tzinfo=UTC), Conversation._meta.get_field("customer_waiting_since")),
+)
+_CHAT_LOCKED = PreparedQuery(
+    lambda interaction_id: Interaction.objects.select_for_update(of=("self", "conversation"))
+    .select_related("conversation", "conversation__contact", "chat_session")
+    .filter(pk=interaction_id),
+    interaction_id=(-730_041, int),
 )
 _CUSTOMER_ACTIVE_AT = PreparedUpdate(
     lambda session_id, now: (
@@ -272,11 +305,16 @@ def live_chat_for(*, conversation: Conversation) -> Interaction | None:
 
 # The agent's every reply reads this; prepared, as compiling it cost more than running it (core/prepared.py).
 _LIVE_CHAT_LOCKED = PreparedQuery(
-    lambda conversation_id: Interaction.objects.select_for_update(of=("self", "conversation"))
+    lambda conversation_id, key: Interaction.objects.select_for_update(of=("self", "conversation"))
     .select_related("conversation")
+    .annotate(
+        # The reply stored under this key, if any: read with the lock, so the insert needs no savepoint.
+        stored_reply_id=Subquery(Message.objects.filter(medium=Medium.CHAT, provider_message_id=key).values("pk")[:1])
+    )
     .filter(conversation_id=conversation_id, medium=Medium.CHAT, state__in=Interaction.LIVE_STATES)
     .order_by("-created_at")[:1],
     conversation_id=(-730_013, int),
+    key=("desktop:-730043:sample", str),
 )
 
 
@@ -291,14 +329,12 @@ def desktop_message_key(*, agent_user, client_key: str) -> str:
     return f"{DESKTOP_KEY_PREFIX}:{agent_user.pk}:{client_key}"
 
 
-def _stored_reply(*, conversation: Conversation, agent_user, client_key: str | None) -> Message | None:
-    if client_key is None:
+def _stored_reply(*, conversation: Conversation, key: str | None) -> Message | None:
+    if key is None:
         return None
-    key = desktop_message_key(agent_user=agent_user, client_key=client_key)
     return Message.objects.filter(conversation=conversation, medium=Medium.CHAT, provider_message_id=key).first()
 
 
-@transaction.atomic
 def chat_agent_message(*, conversation: Conversation, agent_user, text: str, client_key: str | None = None) -> Message:
     """The agent answers in the conversation's live chat.
 
@@ -308,9 +344,22 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str, cli
     text = _clean_text(text)
     if client_key is not None and not 0 < len(client_key) <= MAX_CLIENT_KEY_CHARS:
         raise ValidationError(_("The message could not be sent."))
+    key = desktop_message_key(agent_user=agent_user, client_key=client_key) if client_key is not None else None
+    try:
+        return _chat_agent_message(conversation=conversation, agent_user=agent_user, text=text, key=key)
+    except IntegrityError:
+        if key is None:
+            raise
+        # A resend of the same reply was stored by another transaction between our read and our insert
+        # (the unique key refused ours): read again, and find it.
+        return _chat_agent_message(conversation=conversation, agent_user=agent_user, text=text, key=key)
+
+
+@transaction.atomic
+def _chat_agent_message(*, conversation: Conversation, agent_user, text: str, key: str | None) -> Message:
     # The live chat and its conversation under lock, in one read: the conversation may have been
     # transferred, or the chat ended, since the caller looked.
-    rows = _LIVE_CHAT_LOCKED(conversation_id=conversation.pk)
+    rows = _LIVE_CHAT_LOCKED(conversation_id=conversation.pk, key=key or "")
     interaction = rows[0] if rows else None
     current = interaction.conversation if interaction is not None else conversation
     refusal = None
@@ -320,27 +369,26 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str, cli
         refusal = _("There is no live chat in this conversation.")
     if refusal is not None:
         # A resend of a reply stored before the chat ended or moved on is answered with that reply.
-        stored = _stored_reply(conversation=current, agent_user=agent_user, client_key=client_key)
+        stored = _stored_reply(conversation=current, key=key)
         if stored is not None:
             return stored
         raise ValidationError(refusal)
-    try:
-        message = message_record(
-            interaction=interaction,
-            direction=Direction.OUTBOUND,
-            author_kind=Message.Author.AGENT,
-            author_agent=agent_user,
-            body=text,
-            delivery_status=Message.Status.SENT,
-            provider_message_id=(
-                desktop_message_key(agent_user=agent_user, client_key=client_key) if client_key is not None else None
-            ),
-            locked=True,
-        )
-    except DuplicateMessage as exc:
-        if exc.message.conversation_id != current.pk:
-            raise ValidationError(_("The message could not be sent.")) from None
-        return exc.message
+    if key is not None and interaction.stored_reply_id is not None:
+        stored = Message.objects.get(pk=interaction.stored_reply_id)
+        if stored.conversation_id != current.pk:
+            raise ValidationError(_("The message could not be sent."))
+        return stored
+    message = message_record(
+        interaction=interaction,
+        direction=Direction.OUTBOUND,
+        author_kind=Message.Author.AGENT,
+        author_agent=agent_user,
+        body=text,
+        delivery_status=Message.Status.SENT,
+        provider_message_id=key,
+        locked=True,
+        duplicate_checked=True,
+    )
     if current.customer_waiting_since is not None:
         _CUSTOMER_ANSWERED(conversation_id=current.pk)
     return message
@@ -488,24 +536,38 @@ def chat_end(*, session: ChatSession | None = None, interaction: Interaction | N
 
 
 def chat_inactivity_sweep() -> tuple[int, int]:
-    """Warn, then end, chats whose customer has been silent too long. Returns (warned, ended)."""
-    now = timezone.now()
+    """Warn, then end, chats whose customer has been silent too long. Returns (warned, ended).
+
+    The session's stamp never runs ahead of the customer's latest message, so a chat it shows as active
+    is; one it shows as silent is looked at again under the chat's lock (which a customer message takes
+    too), with the latest message. A warning writes that time into the stamp, so the countdown shown
+    (``selectors.chat_inactivity_ends_at``) reads it from there.
+    """
     warned = ended = 0
     sessions = ChatSession.objects.filter(
         interaction__state__in=(Interaction.State.ACTIVE, Interaction.State.ON_HOLD)
-    ).select_related("service", "conversation", "interaction")
-    for session in sessions:
-        limit = timedelta(seconds=session.service.chat_inactivity_seconds)
-        silent = now - session.last_customer_activity_at
-        if silent >= limit:
-            chat_end(session=session, reason="customer_inactive")
-            ended += 1
-        elif silent >= limit - INACTIVITY_WARNING and session.inactivity_warned_at is None:
-            with transaction.atomic():
-                ChatSession.objects.filter(pk=session.pk).update(inactivity_warned_at=now)
-                events.chat_inactivity_warning(
-                    conversation_uuid=session.conversation.uuid,
-                    ends_at=(session.last_customer_activity_at + limit).isoformat(),
+    ).select_related("service")
+    for candidate in sessions:
+        limit = timedelta(seconds=candidate.service.chat_inactivity_seconds)
+        if timezone.now() - candidate.last_customer_activity_at < limit - INACTIVITY_WARNING:
+            continue
+        with transaction.atomic():
+            interaction = _chat_locked(candidate.interaction_id)
+            session = interaction.chat_session
+            if not interaction.is_live:
+                continue
+            now = timezone.now()
+            last_active = customer_last_active(session=session)
+            silent = now - last_active
+            if silent >= limit:
+                chat_end(interaction=interaction, reason="customer_inactive")
+                ended += 1
+            elif silent >= limit - INACTIVITY_WARNING and session.inactivity_warned_at is None:
+                ChatSession.objects.filter(pk=session.pk).update(
+                    inactivity_warned_at=now, last_customer_activity_at=last_active
                 )
-            warned += 1
+                events.chat_inactivity_warning(
+                    conversation_uuid=interaction.conversation.uuid, ends_at=(last_active + limit).isoformat()
+                )
+                warned += 1
     return warned, ended

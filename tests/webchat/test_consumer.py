@@ -27,6 +27,7 @@ from conversations.routing import conversation_transfer, offer_accept
 from conversations.services import interaction_start, message_record, note_add
 from core.groups import agent_group
 from tests.factories import AgentFactory, ServiceFactory
+from tests.webchat.silence import customer_silent_since
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("isolated_sockets")]
 
@@ -666,7 +667,7 @@ async def test_inactivity_warning_is_forwarded_and_the_chat_then_ends(service, r
     await receive_until(communicator, "status", where=lambda f: f["state"] == "active")
 
     silent_since = timezone.now() - timedelta(seconds=service.chat_inactivity_seconds - 30)
-    await sync_to_async(ChatSession.objects.filter(pk=session.pk).update)(last_customer_activity_at=silent_since)
+    await sync_to_async(customer_silent_since)(session, silent_since)
     assert await sync_to_async(services.chat_inactivity_sweep)() == (1, 0)
 
     warning = await receive_until(communicator, "inactivity")
@@ -674,7 +675,7 @@ async def test_inactivity_warning_is_forwarded_and_the_chat_then_ends(service, r
     assert warning["ends_at"] == expected.isoformat()
 
     long_ago = timezone.now() - timedelta(seconds=service.chat_inactivity_seconds + 1)
-    await sync_to_async(ChatSession.objects.filter(pk=session.pk).update)(last_customer_activity_at=long_ago)
+    await sync_to_async(customer_silent_since)(session, long_ago)
     assert await sync_to_async(services.chat_inactivity_sweep)() == (0, 1)
     assert (await receive_until(communicator, "status", where=lambda f: f["state"] == "ended"))["state"] == "ended"
     await communicator.disconnect()
@@ -687,7 +688,7 @@ async def test_resume_repeats_a_standing_inactivity_warning(service, ready_agent
     await accept_offer(ready_agent)
     await communicator.disconnect()
     silent_since = timezone.now() - timedelta(seconds=service.chat_inactivity_seconds - 30)
-    await sync_to_async(ChatSession.objects.filter(pk=session.pk).update)(last_customer_activity_at=silent_since)
+    await sync_to_async(customer_silent_since)(session, silent_since)
     await sync_to_async(services.chat_inactivity_sweep)()
 
     again, _, _ = await connect()

@@ -3,6 +3,7 @@ attachments, ending and the inactivity sweep."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -13,12 +14,14 @@ import pytest
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.utils import timezone
 
 from agents.models import AgentProfile, AgentState
 from agents.services import agent_state_set
 from channels_app.webchat.models import ChatSession
 from channels_app.webchat.services import (
+    ACTIVITY_STAMP_EVERY,
     SESSION_MAX_AGE,
     attachment_check,
     chat_agent_message,
@@ -50,7 +53,8 @@ from conversations.routing import offer_accept
 from conversations.services import conversation_open, inbound_contact_receive, interaction_answer, interaction_end
 from core import realtime
 from core.groups import agent_group, conversation_group, service_group
-from tests.factories import AgentFactory, ContactFactory, ContactPointFactory, ServiceFactory
+from tests.factories import AgentFactory, ContactFactory, ContactPointFactory, ConversationFactory, ServiceFactory
+from tests.webchat.silence import customer_silent_since
 
 pytestmark = pytest.mark.django_db
 
@@ -519,6 +523,71 @@ def test_agent_message_needs_a_live_answered_chat(service, committed):
         chat_agent_message(conversation=_conversation(session), agent_user=profile.user, text="Still there?")
 
 
+def test_a_reply_sent_again_with_its_key_is_stored_once(service, committed):
+    session, profile = _answered(service, committed)
+    conversation = _conversation(session)
+
+    first = chat_agent_message(conversation=conversation, agent_user=profile.user, text="On my way", client_key="t1-1")
+    again = chat_agent_message(conversation=conversation, agent_user=profile.user, text="On my way", client_key="t1-1")
+    other = chat_agent_message(conversation=conversation, agent_user=profile.user, text="Next", client_key="t1-2")
+
+    assert again.pk == first.pk
+    assert other.pk != first.pk
+    assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 2
+    assert TimelineEntry.objects.filter(message__direction=Direction.OUTBOUND).count() == 2
+
+
+def test_a_reply_key_stored_in_another_conversation_is_refused(service, committed):
+    session, profile = _answered(service, committed)
+    conversation = _conversation(session)
+    stored = chat_agent_message(conversation=conversation, agent_user=profile.user, text="Hi", client_key="k")
+    Message.objects.filter(pk=stored.pk).update(conversation=ConversationFactory())
+
+    with pytest.raises(ValidationError):
+        chat_agent_message(conversation=conversation, agent_user=profile.user, text="Hi", client_key="k")
+
+    assert not Message.objects.filter(conversation=conversation, direction=Direction.OUTBOUND).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: SQLite runs one writer at a time")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_resends_of_one_reply_store_it_once(service, committed):
+    """Resends that wait for the chat's lock together read before the first commits; the losers read again."""
+    from channels_app.webchat import services
+
+    session, profile = _answered(service, committed)
+    conversation = _conversation(session)
+    threads = 6
+    barrier = threading.Barrier(threads)
+    results: list[int] = []
+    errors: list[BaseException] = []
+    attempts = mock.Mock(wraps=services._chat_agent_message)
+
+    def resend() -> None:
+        try:
+            barrier.wait(timeout=10)
+            message = chat_agent_message(conversation=conversation, agent_user=profile.user, text="Hi", client_key="k")
+            results.append(message.pk)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with mock.patch.object(services, "_chat_agent_message", attempts):
+        workers = [threading.Thread(target=resend) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+
+    assert errors == []
+    stored = Message.objects.get(direction=Direction.OUTBOUND)
+    assert results == [stored.pk] * threads
+    assert TimelineEntry.objects.filter(message=stored).count() == 1
+    # At least one resend read before the first commit, was refused by the unique key, and read again.
+    assert attempts.call_count > threads
+
+
 def test_agent_message_length_is_limited(service, committed, settings):
     session, profile = _answered(service, committed)
     settings.CHAT_MAX_MESSAGE_CHARS = 10
@@ -835,9 +904,71 @@ def test_ending_an_ended_chat_changes_nothing(service, committed):
 
 
 def _silent_for(session: ChatSession, seconds: float) -> None:
-    ChatSession.objects.filter(pk=session.pk).update(
-        last_customer_activity_at=timezone.now() - timedelta(seconds=seconds)
-    )
+    customer_silent_since(session, timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_customer_message_writes_the_activity_stamp_only_when_it_is_stale_or_a_warning_stands(committed):
+    service = ServiceFactory(chat_inactivity_seconds=300)
+    session, _profile = _answered(service, committed)
+    stale = timezone.now() - ACTIVITY_STAMP_EVERY - timedelta(seconds=1)
+    ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=stale)
+
+    chat_customer_message(session=session, text="First")
+    session.refresh_from_db()
+    written = session.last_customer_activity_at
+    assert written > stale
+
+    chat_customer_message(session=session, text="Second, a moment later")
+    session.refresh_from_db()
+    assert session.last_customer_activity_at == written
+
+    warned_at = timezone.now()
+    ChatSession.objects.filter(pk=session.pk).update(inactivity_warned_at=warned_at)
+    chat_customer_message(session=session, text="Third, after a warning")
+    session.refresh_from_db()
+    assert session.last_customer_activity_at > written
+    assert session.inactivity_warned_at is None
+
+
+def test_the_sweep_reads_the_latest_message_when_the_stamp_lags_it(committed, published):
+    service = ServiceFactory(chat_inactivity_seconds=300)
+    session, _profile = _answered(service, committed)
+    conversation = _conversation(session)
+    chat_customer_message(session=session, text="Hello")
+    # The stamp says 290 s of silence, but the customer wrote 20 s after it (not stamped: too soon after).
+    _silent_for(session, 290)
+    latest = Message.objects.filter(interaction_id=session.interaction_id, author_kind=Message.Author.CUSTOMER)
+    latest.update(created_at=timezone.now() - timedelta(seconds=270))
+    published.clear()
+
+    with committed():
+        assert chat_inactivity_sweep() == (1, 0)
+
+    session.refresh_from_db()
+    last_written = latest.first().created_at
+    assert session.last_customer_activity_at == last_written
+    assert published == [
+        (
+            conversation_group(conversation.uuid),
+            {
+                "type": "chat.inactivity",
+                "conversation": str(conversation.uuid),
+                "ends_at": (last_written + timedelta(seconds=300)).isoformat(),
+            },
+        )
+    ]
+    assert _interaction(session).state == Interaction.State.ACTIVE
+
+
+def test_the_sweep_does_not_end_a_chat_whose_customer_wrote_after_the_stamp(committed):
+    service = ServiceFactory(chat_inactivity_seconds=300)
+    session, _profile = _answered(service, committed)
+    chat_customer_message(session=session, text="Still here")
+    ChatSession.objects.filter(pk=session.pk).update(last_customer_activity_at=timezone.now() - timedelta(seconds=400))
+
+    assert chat_inactivity_sweep() == (0, 0)
+
+    assert _interaction(session).state == Interaction.State.ACTIVE
 
 
 def test_inactivity_sweep_warns_once_then_ends_the_chat(committed, published):
