@@ -54,6 +54,29 @@ def host_speed_ms() -> float:
     return best * 1000
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks of the whole machine so far, from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    return fields[7], sum(fields[:8])
+
+
+def stolen_share(since: tuple[int, int] | None) -> str:
+    """The share of CPU time the hypervisor gave to other guests since ``since`` (``cpu_times()``).
+
+    On a shared VM this is what slows a run down without showing in its own load: tens of percent make
+    absolute milliseconds incomparable with a quiet run's.
+    """
+    now = cpu_times()
+    if since is None or now is None or now[1] == since[1]:
+        return "unknown"
+    return f"{100 * (now[0] - since[0]) / (now[1] - since[1]):.1f} %"
+
+
 def analyze() -> None:
     """On PostgreSQL, table statistics for the rows the set-up made, as autovacuum keeps them in production.
 

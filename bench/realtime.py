@@ -1072,6 +1072,7 @@ def main() -> int:
     _support.create_database()
     procs: list[subprocess.Popen] = []
     try:
+        started_cpu = _support.cpu_times()
         describe(args, bare_seconds)
         started = time.perf_counter()
         parley = build_parley(args.agents, args.chats_per_agent, history=args.history)
@@ -1120,7 +1121,8 @@ def main() -> int:
         round_trip, commit = _support.database_latency_ms()
         print(
             f"\n  load average at the end {os.getloadavg()[0]:.2f}, host speed {_support.host_speed_ms():.0f} ms, "
-            f"database round trip {round_trip:.2f} ms, insert + commit {commit:.2f} ms"
+            f"database round trip {round_trip:.2f} ms, insert + commit {commit:.2f} ms, "
+            f"CPU stolen by the hypervisor during the run {_support.stolen_share(started_cpu)}"
         )
     finally:
         for proc in procs:
