@@ -786,8 +786,18 @@
     document.addEventListener("visibilitychange", maybeRead);
     window.addEventListener("focus", maybeRead);
     window.addEventListener("online", function () {
-      if (state.token && !state.socket) {
-        state.reconnectDelay = 1000;
+      if (!state.token) {
+        return;
+      }
+      state.reconnectDelay = 1000;
+      if (state.socket && state.socket.readyState === WebSocket.CONNECTING) {
+        // An attempt made while offline may fail late, and its back-off after it later still: the network
+        // is back, so give it up and connect afresh now.
+        var stale = state.socket;
+        state.socket = null;
+        stale.close();
+      }
+      if (!state.socket) {
         connect();
       }
     });
