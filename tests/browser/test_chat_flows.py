@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -28,17 +29,32 @@ AXE = Path(__file__).resolve().parent.parent / "assets" / "axe.min.js"
 UUID_IN_URL = re.compile(r"/desktop/c/([0-9a-f-]{36})/$")
 
 # Installed before the chat page's own script: remembers every socket the page
-# opens and, while window.__holdSockets is set, points new ones at a closed port,
-# so the test can cut the customer's connection and keep it down for a while.
+# opens and, while window.__holdSockets is set, points new ones at another port,
+# so the test can cut the customer's connection and keep it down for a while
+# (window.__stallTo: at that address instead). The page's connect-src refuses
+# those in the browser, which fires "error" and no "close" (Chromium 156).
+# Each socket's events go to window.__socketLog.
 SOCKET_CUTTER = """
 (() => {
   const Native = window.WebSocket;
   window.__sockets = [];
   window.__holdSockets = false;
+  window.__socketLog = [];
+  const note = (n, what) => window.__socketLog.push(`${Math.round(performance.now())}ms #${n} ${what}`);
   class Tracked extends Native {
     constructor(url, protocols) {
-      super(window.__holdSockets ? "ws://127.0.0.1:9/" : url, protocols);
-      window.__sockets.push(this);
+      super(window.__stallTo || (window.__holdSockets ? "ws://127.0.0.1:65531/" : url), protocols);
+      this.meant = url;
+      const n = window.__sockets.push(this);
+      note(n, `new ${this.url} for ${url}`);
+      this.addEventListener("open", () => note(n, "open"));
+      this.addEventListener("error", () => note(n, `error in state ${this.readyState}`));
+      this.addEventListener("close", (e) => note(n, `close ${e.code}`));
+      this.addEventListener("message", (e) => note(n, `frame ${String(e.data).slice(0, 60)}`));
+    }
+    close(...args) {
+      note(window.__sockets.indexOf(this) + 1, `close() in state ${this.readyState}`);
+      super.close(...args);
     }
   }
   window.WebSocket = Tracked;
@@ -127,6 +143,17 @@ def customer_opens_chat(browser, base_url: str, *, locale: str = "en-US", bypass
     person.page.goto(f"{base_url}/chat/bookings/")
     expect(person.page.locator("#prechat-form")).to_be_visible()
     return person
+
+
+def expect_chat_connected(page, *, timeout: float = 20000) -> None:
+    """The chat page says it is connected; failing, the message lists what each of its sockets went through."""
+    try:
+        expect(page.locator("#chat-connection")).to_have_attribute("data-connected", "true", timeout=timeout)
+    except AssertionError as exc:
+        sockets = page.evaluate(
+            "() => window.__socketLog.concat(window.__sockets.map((s, i) => `#${i + 1} now ${s.readyState}`))"
+        )
+        raise AssertionError(f"{exc}\nthe page's sockets:\n" + "\n".join(sockets)) from None
 
 
 def fill_prechat(scope, *, name: str, question: str, email: str = "") -> None:
@@ -415,29 +442,76 @@ def test_customer_reload_keeps_the_chat_and_backfills(demo_data, live_server_url
     expect(log.locator(".chat-entry.is-customer .entry-text")).to_have_text(["Can I bring a bike?"])
     expect(agent_texts).to_have_text(["Yes, bikes are welcome.", "Please book a bike slot."])
 
-    # The connection drops and stays down while Jonas writes twice.
-    # The chat's own socket (the call controls keep one of their own beside it).
+    # The connection drops and stays down while Jonas writes twice: the chat's socket and the one the
+    # call controls keep beside it.
     customer.evaluate(
         "() => { window.__holdSockets = true;"
-        " window.__sockets.filter((s) => s.url.includes('/ws/chat/')).at(-1).close(); }"
+        " window.__sockets.filter((s) => s.url.includes('/ws/chat/')).at(-1).close();"
+        " window.__sockets.filter((s) => s.url.includes('/ws/voice/')).at(-1).close(); }"
     )
     expect(customer.locator("#chat-connection")).to_have_attribute("data-connected", "false")
     expect(customer.locator("#chat-connection")).to_have_text("Connection lost. Reconnecting…")
     agent_says(a, conversation, "The slot costs 10 euros.")
     agent_says(a, conversation, "Shall I add it?")
     expect(log).not_to_contain_text("The slot costs 10 euros.")
+    # Both have tried again meanwhile, and failed.
+    for path in ("/ws/chat/", "/ws/voice/"):
+        customer.wait_for_function(
+            f"() => window.__sockets.some((s) => s.url.includes(':65531/') && s.meant.includes('{path}'))",
+            timeout=10000,
+        )
 
     # Back online: both arrive, once each, in order.
     customer.evaluate("() => { window.__holdSockets = false; window.dispatchEvent(new Event('online')); }")
-    expect(customer.locator("#chat-connection")).to_have_attribute("data-connected", "true", timeout=20000)
+    expect_chat_connected(customer)
     expect(agent_texts).to_have_text(
         ["Yes, bikes are welcome.", "Please book a bike slot.", "The slot costs 10 euros.", "Shall I add it?"]
     )
     expect(log.locator(".chat-entry")).to_have_count(5)
+    # The call controls' socket is back too (they open a new one for the session the chat resumed).
+    customer.wait_for_function(
+        "() => window.__sockets.filter((s) => s.url.includes('/ws/voice/')).at(-1).readyState === 1", timeout=20000
+    )
     # The live path works again after the back-fill.
     agent_says(a, conversation, "Done.")
     expect(agent_texts.last).to_have_text("Done.")
     expect(log.locator(".chat-entry")).to_have_count(6)
+
+    for person in (jonas, tom):
+        assert person.errors == []
+        person.close()
+
+
+def test_customer_socket_whose_handshake_hangs_is_given_up(demo_data, live_server_url, browser):
+    jonas = agent_logs_in(browser, live_server_url, "agent2")
+    a = jonas.page
+    # The page's connect-src would refuse the other port at once: lifted, so the socket reaches it.
+    tom = customer_opens_chat(browser, live_server_url, bypass_csp=True)
+    customer = tom.page
+    log = customer.locator("#chat-log")
+    fill_prechat(customer, name="Hana Hang", question="Is the 9:40 ferry on time?")
+    conversation = agent_accepts_offer(a)
+    agent_says(a, conversation, "Let me check.")
+    expect(log.locator(".chat-entry.is-agent .entry-text")).to_have_text(["Let me check."])
+
+    # A server that takes the connection and never answers the handshake: the browser alone would wait
+    # for minutes. The chat's socket drops, and the page's next try lands there.
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as mute:
+        port = mute.getsockname()[1]
+        customer.evaluate(
+            f"() => {{ window.__stallTo = 'ws://127.0.0.1:{port}/';"
+            " window.__sockets.filter((s) => s.url.includes('/ws/chat/')).at(-1).close(); }"
+        )
+        stalled = f"() => window.__sockets.some((s) => s.url.includes(':{port}/') && s.readyState === 0)"
+        customer.wait_for_function(stalled, timeout=10000)
+        expect(customer.locator("#chat-connection")).to_have_attribute("data-connected", "connecting")
+        customer.evaluate("() => { window.__stallTo = null; }")
+        agent_says(a, conversation, "It leaves on time.")
+
+        # Given up after RESUME_TIMEOUT_MS (10 s), then the next try resumes and back-fills.
+        expect_chat_connected(customer)
+        assert customer.evaluate(f"() => window.__sockets.filter((s) => s.url.includes(':{port}/'))[0].readyState") == 3
+    expect(log.locator(".chat-entry.is-agent .entry-text")).to_have_text(["Let me check.", "It leaves on time."])
 
     for person in (jonas, tom):
         assert person.errors == []

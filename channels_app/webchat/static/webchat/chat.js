@@ -15,6 +15,10 @@
   var config = JSON.parse(configEl.textContent);
   var S = config.strings;
   var KEY = "parley.chat." + config.service + ".";
+  // A socket resuming the chat that has not been answered with the session by then is given up and
+  // another one made: a handshake can hang on a bad network, and only the browser's own timeout (minutes)
+  // would end it.
+  var RESUME_TIMEOUT_MS = 10000;
   var URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
   var TRAILING_RE = /[.,;:!?'"\]}]$/;
 
@@ -43,6 +47,7 @@
     synced: false,
     reconnectDelay: 1000,
     reconnectTimer: null,
+    resumeTimer: null,
     pendingStart: null,
     chatState: null,
     rendered: {},
@@ -328,6 +333,15 @@
     state.socket = socket;
     state.synced = false;
     setConnection("connecting");
+    window.clearTimeout(state.resumeTimer);
+    if (state.token) {
+      state.resumeTimer = window.setTimeout(function () {
+        if (state.socket === socket) {
+          socket.close();
+          lost(socket, 0);
+        }
+      }, RESUME_TIMEOUT_MS);
+    }
     socket.addEventListener("open", function () {
       if (state.token) {
         send({ type: "resume", token: state.token, after: state.lastId, lang: config.lang });
@@ -349,20 +363,33 @@
       }
     });
     socket.addEventListener("close", function (event) {
-      if (state.socket !== socket) {
-        return;
-      }
-      state.socket = null;
-      window.clearInterval(state.pingTimer);
-      setConnection("false");
-      if (state.pendingStart && !state.token) {
-        el.prechatSubmit.disabled = false;
-      }
-      // A refused session (4403) is not retried; an unstarted socket (4401) reconnects on the next submit.
-      if (state.token && event.code !== 4403) {
-        scheduleReconnect();
+      lost(socket, event.code);
+    });
+    // A socket the browser refuses before it reaches the network (the page's connect-src, say) may fire
+    // "error" and never "close".
+    socket.addEventListener("error", function () {
+      if (socket.readyState === WebSocket.CLOSED) {
+        lost(socket, 1006);
       }
     });
+  }
+
+  // The page's socket is gone (closed, failed, or given up): say so and, for a started chat, try again.
+  function lost(socket, code) {
+    if (state.socket !== socket) {
+      return;
+    }
+    state.socket = null;
+    window.clearInterval(state.pingTimer);
+    window.clearTimeout(state.resumeTimer);
+    setConnection("false");
+    if (state.pendingStart && !state.token) {
+      el.prechatSubmit.disabled = false;
+    }
+    // A refused session (4403) is not retried; an unstarted socket (4401) reconnects on the next submit.
+    if (state.token && code !== 4403) {
+      scheduleReconnect();
+    }
   }
 
   function scheduleReconnect() {
@@ -382,6 +409,7 @@
     state.socket = null;
     window.clearInterval(state.pingTimer);
     window.clearTimeout(state.reconnectTimer);
+    window.clearTimeout(state.resumeTimer);
     state.reconnectTimer = null;
     if (socket) {
       socket.close(1000);
@@ -401,6 +429,7 @@
       // The call controls (voice-customer.js) authenticate their own socket with the same token.
       window.parleyChatSession = { token: state.token, conversation: String(frame.conversation || "") };
       document.dispatchEvent(new CustomEvent("parley:chat-session", { detail: window.parleyChatSession }));
+      window.clearTimeout(state.resumeTimer);
       state.pendingStart = null;
       state.reconnectDelay = 1000;
       el.prechatSubmit.disabled = false;
@@ -790,7 +819,7 @@
         return;
       }
       state.reconnectDelay = 1000;
-      if (state.socket && state.socket.readyState === WebSocket.CONNECTING) {
+      if (state.socket && state.socket.readyState !== WebSocket.OPEN) {
         // An attempt made while offline may fail late, and its back-off after it later still: the network
         // is back, so give it up and connect afresh now.
         var stale = state.socket;
