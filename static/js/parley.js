@@ -482,6 +482,8 @@
       keepTimelineAtEnd = false;
       scrollToEnd(currentTimeline());
     }
+    restoreDraft();
+    dropDraftsOfClosedConversations();
     markAclSelection();
     detectNewOffers();
     detectAclChanges();
@@ -709,6 +711,7 @@
     var start = token ? token.start : textarea.selectionStart;
     var end = textarea.selectionStart;
     textarea.value = textarea.value.slice(0, start) + body + textarea.value.slice(end);
+    store(DRAFT + textarea.form.getAttribute("data-conversation"), textarea.value);
     var caret = start + body.length;
     textarea.setSelectionRange(caret, caret);
     closeCanned(textarea);
@@ -837,6 +840,119 @@
     }
   });
 
+  // --- drafts -------------------------------------------------------------------------------------
+  // What the agent has written and not sent stays with its conversation (in this tab's sessionStorage, so
+  // a reload keeps it too) when they move to another one, and is back in the composer when they return.
+  // A reply refused after they moved on goes back into that draft, and the reason is shown on return.
+  // Drafts of conversations that have left the list are dropped.
+  var DRAFT = "parley.draft.";
+  var DRAFT_REFUSED = "parley.draft-refused.";
+
+  function stored(key) {
+    try {
+      return window.sessionStorage.getItem(key) || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function store(key, value) {
+    try {
+      if (value) {
+        window.sessionStorage.setItem(key, value);
+      } else {
+        window.sessionStorage.removeItem(key);
+      }
+    } catch (e) {
+      /* storage blocked or full: the draft lives as long as the composer */
+    }
+  }
+
+  function composerTextFor(conversation) {
+    var textarea = document.getElementById("composer-text-" + conversation);
+    return textarea && textarea.closest("form[data-composer]") ? textarea : null;
+  }
+
+  // Text that did not go out goes back before what the agent has written since.
+  function withReturned(text, current) {
+    if (!current) {
+      return text;
+    }
+    return current.indexOf(text) < 0 ? text + "\n" + current : current;
+  }
+
+  function returnUnsent(conversation, text, reason) {
+    var textarea = composerTextFor(conversation);
+    if (textarea) {
+      textarea.value = withReturned(text, textarea.value);
+      store(DRAFT + conversation, textarea.value);
+      var error = document.getElementById("composer-error-" + conversation);
+      if (error && reason) {
+        error.textContent = reason;
+      }
+      return;
+    }
+    store(DRAFT + conversation, withReturned(text, stored(DRAFT + conversation)));
+    if (reason) {
+      store(DRAFT_REFUSED + conversation, reason);
+    }
+  }
+
+  document.addEventListener("input", function (evt) {
+    var target = evt.target;
+    if (target.matches && target.matches("[data-composer-text]")) {
+      var form = target.closest("form[data-composer]");
+      if (form) {
+        store(DRAFT + form.getAttribute("data-conversation"), target.value);
+      }
+    }
+  });
+
+  function restoreDraft() {
+    var conversation = currentConversation();
+    var textarea = conversation ? composerTextFor(conversation) : null;
+    if (!textarea) {
+      return;
+    }
+    var draft = stored(DRAFT + conversation);
+    if (draft && !textarea.value) {
+      textarea.value = draft;
+    }
+    var refused = stored(DRAFT_REFUSED + conversation);
+    if (refused) {
+      var error = document.getElementById("composer-error-" + conversation);
+      if (error) {
+        error.textContent = refused;
+      }
+      store(DRAFT_REFUSED + conversation, "");
+    }
+  }
+
+  function dropDraftsOfClosedConversations() {
+    if (!document.getElementById("active-conversations")) {
+      return;
+    }
+    var keys = [];
+    try {
+      for (var i = 0; i < window.sessionStorage.length; i++) {
+        keys.push(window.sessionStorage.key(i));
+      }
+    } catch (e) {
+      return;
+    }
+    var open = currentConversation();
+    keys.forEach(function (key) {
+      var prefix = key.indexOf(DRAFT) === 0 ? DRAFT : key.indexOf(DRAFT_REFUSED) === 0 ? DRAFT_REFUSED : null;
+      if (!prefix) {
+        return;
+      }
+      var conversation = key.slice(prefix.length);
+      if (conversation !== open && !document.getElementById("acl-" + conversation)) {
+        store(key, "");
+      }
+    });
+  }
+
   // --- chat replies over the socket ---------------------------------------------------------------
   // While the socket is open a chat reply goes over it, not by HTTP: one hop less for every message.
   // Each reply carries an id made here. Until the server answers "sent" its text is kept and sent again
@@ -900,14 +1016,7 @@
       }
       return;
     }
-    var form = document.getElementById("composer-form-" + pending.conversation);
-    var textarea = form ? form.querySelector("[data-composer-text]") : null;
-    if (textarea && textarea.value.indexOf(pending.text) < 0) {
-      textarea.value = textarea.value ? pending.text + "\n" + textarea.value : pending.text;
-    }
-    if (error) {
-      error.textContent = frame.message || frame.error;
-    }
+    returnUnsent(pending.conversation, pending.text, String(frame.message || frame.error));
   }
 
   var sentTexts = new WeakMap();
@@ -931,6 +1040,7 @@
       textarea.value = "";
       closeCanned(textarea);
     }
+    store(DRAFT + elt.getAttribute("data-conversation"), "");
     if (composerChannel(elt) === "chat" && socket && socketOpen) {
       evt.preventDefault();
       var id = newClientId();
@@ -941,13 +1051,24 @@
     sentTexts.set(evt.detail, text);
   });
 
+  function refusalIn(xhr, conversation) {
+    try {
+      var page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      var error = page.getElementById("composer-error-" + conversation);
+      return error ? error.textContent.trim() : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   document.addEventListener("htmx:afterRequest", function (evt) {
     var elt = evt.detail.elt;
     if (elt && elt.matches && elt.matches("form[data-composer]") && !evt.detail.successful) {
       var sent = evt.detail.requestConfig ? sentTexts.get(evt.detail.requestConfig) : null;
-      var textarea = elt.querySelector("[data-composer-text]");
-      if (sent && textarea && textarea.value.indexOf(sent) < 0) {
-        textarea.value = textarea.value ? sent + "\n" + textarea.value : sent;
+      if (sent) {
+        // The reason comes as the composer's error region; if the agent has moved on it is kept for later.
+        var conversation = elt.getAttribute("data-conversation");
+        returnUnsent(conversation, sent, document.contains(elt) ? "" : refusalIn(evt.detail.xhr, conversation));
       }
     }
   });

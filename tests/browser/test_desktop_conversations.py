@@ -256,6 +256,100 @@ def test_agent_moves_between_conversations_with_the_keyboard(demo_data, live_ser
     agent_context.close()
 
 
+# Installed in the agent's tab before the desktop's script: while window.__holdReplies is set, a reply
+# the desktop sends over its socket is kept back; window.__releaseReplies() sends what was kept.
+REPLY_HOLDER = """
+(() => {
+  const send = WebSocket.prototype.send;
+  window.__holdReplies = false;
+  window.__heldReplies = [];
+  WebSocket.prototype.send = function (data) {
+    if (window.__holdReplies && String(data).includes('"action":"send"')) {
+      window.__heldReplies.push([this, data]);
+      return;
+    }
+    return send.call(this, data);
+  };
+  window.__releaseReplies = () => {
+    window.__holdReplies = false;
+    window.__heldReplies.splice(0).forEach(([socket, data]) => send.call(socket, data));
+  };
+})();
+"""
+
+
+def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(demo_data, live_server_url, browser):
+    agent_context = browser.new_context(locale="en-US")
+    agent_context.add_init_script(REPLY_HOLDER)
+    agent = agent_context.new_page()
+    log_in(agent, live_server_url, "agent2")
+    expect(agent.locator("#connection-status")).to_have_attribute("data-connected", "true")
+    customers = {}
+    for name in ("Ada First", "Bob Second"):
+        customers[name] = customer_starts_chat(browser, live_server_url, name, f"Question from {name}")
+        accept = agent.locator("#offers [data-offer-accept]")
+        expect(accept).to_have_count(1)
+        accept.click()
+        expect(agent.locator("#workspace")).to_contain_text(f"Question from {name}")
+    ada = customers["Ada First"][1]
+    bob = customers["Bob Second"][1]
+    workspace = agent.locator("#workspace")
+    composer = agent.locator("#workspace [data-composer-text]")
+
+    # Bob's conversation is open. Half a reply to Bob, then one to Ada: each stays with its conversation.
+    composer.fill("Bob, your seat is 14C")
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(workspace).to_contain_text("Question from Ada First")
+    expect(composer).to_have_value("")
+    composer.fill("Ada, your refund is on its way")
+    agent.keyboard.press("Alt+ArrowDown")
+    expect(workspace).to_contain_text("Question from Bob Second")
+    expect(composer).to_have_value("Bob, your seat is 14C")
+    # A reload of the desktop keeps it too.
+    agent.reload()
+    expect(agent.locator("#connection-status")).to_have_attribute("data-connected", "true")
+    expect(composer).to_have_value("Bob, your seat is 14C")
+    # Sent, the draft is gone.
+    composer.press("Enter")
+    expect(bob.locator("#chat-log")).to_contain_text("Bob, your seat is 14C")
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(composer).to_have_value("Ada, your refund is on its way")
+    agent.keyboard.press("Alt+ArrowDown")
+    expect(workspace).to_contain_text("Question from Bob Second")
+    expect(composer).to_have_value("")
+
+    # Ada's reply leaves the composer but not yet the tab; the agent moves on, Ada ends the chat, and
+    # then the server refuses the reply.
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(workspace).to_contain_text("Question from Ada First")
+    agent.evaluate("() => { window.__holdReplies = true; }")
+    composer.press("Enter")
+    expect(composer).to_have_value("")
+    agent.wait_for_function("() => window.__heldReplies.length > 0")
+    agent.keyboard.press("Alt+ArrowDown")
+    expect(workspace).to_contain_text("Question from Bob Second")
+    ada.locator("#end-chat").click()
+    expect(agent.locator("#active-conversations .acl-row").first).to_contain_text("Wrap-up")
+    agent.evaluate("() => window.__releaseReplies()")
+    agent.wait_for_function(
+        "() => Object.keys(window.sessionStorage).some((key) => key.startsWith('parley.draft-refused.'))"
+    )
+    expect(composer).to_have_value("")
+
+    # Back in Ada's conversation: the text is in the composer, with the reason.
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(workspace).to_contain_text("Question from Ada First")
+    expect(composer).to_have_value("Ada, your refund is on its way")
+    expect(agent.locator("#workspace .composer .form-error")).to_have_text(
+        "There is no live chat in this conversation."
+    )
+    expect(ada.locator("#chat-log")).not_to_contain_text("your refund")
+
+    for context, _page in customers.values():
+        context.close()
+    agent_context.close()
+
+
 def test_transfer_through_the_workspace_hands_the_chat_to_a_service(demo_data, live_server_url, browser):
     agent_context = browser.new_context(locale="en-US")
     agent = agent_context.new_page()
