@@ -9,6 +9,8 @@ from django.db.models import (
     Case,
     Count,
     Exists,
+    F,
+    FilteredRelation,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -109,11 +111,18 @@ def acl_row_for_agent(*, agent, conversation_uuid) -> Conversation | None:
 
     Read for every message of the agent's conversations, so its SQL is compiled once (core.prepared).
     """
+    # One read: the row, once per live interaction of the conversation (or once with none), each with
+    # that interaction's columns.
     rows = _ACL_ROW(agent_id=agent.pk, conversation_uuid=conversation_uuid)
     if not rows:
         return None
-    rows[0].live_interactions = _LIVE(conversation_id=rows[0].pk)
-    return rows[0]
+    row = rows[0]
+    row.live_interactions = [
+        Interaction.from_db("default", _LIVE_COLUMNS, [getattr(r, _LIVE_PREFIX + name) for name in _LIVE_COLUMNS])
+        for r in rows
+        if getattr(r, _LIVE_PREFIX + "id") is not None
+    ]
+    return row
 
 
 def _acl_rows(*, agent, with_live: bool = True) -> QuerySet[Conversation]:
@@ -392,14 +401,24 @@ _CONVERSATION_FOR_AGENT = PreparedQuery(
     agent_id=(-730_031, int),
     conversation_uuid=(uuid.UUID("3e9f7c1a-0b5d-4e2f-8a6c-d4b3a2f1e0c9"), Conversation._meta.get_field("uuid")),
 )
+_LIVE_PREFIX = "live_interaction_"
+_LIVE_COLUMNS = tuple(field.attname for field in Interaction._meta.concrete_fields)
+
+
+def _acl_row_with_live(agent_id, conversation_uuid) -> QuerySet[Conversation]:
+    return (
+        _acl_rows(agent=agent_id, with_live=False)
+        .filter(uuid=conversation_uuid)
+        .annotate(live=FilteredRelation("interactions", condition=Q(interactions__state__in=Interaction.LIVE_STATES)))
+        .annotate(**{_LIVE_PREFIX + name: F(f"live__{name}") for name in _LIVE_COLUMNS})
+        .order_by("live__created_at", "live__id")
+    )
+
+
 _ACL_ROW = PreparedQuery(
-    lambda agent_id, conversation_uuid: _acl_rows(agent=agent_id, with_live=False).filter(uuid=conversation_uuid)[:1],
+    _acl_row_with_live,
     agent_id=(-730_001, int),
     conversation_uuid=(uuid.UUID("7d0c6a5e-3f1b-4c2a-9e8d-5b4a3c2d1e0f"), Conversation._meta.get_field("uuid")),
-)
-_LIVE = PreparedQuery(
-    lambda conversation_id: _live_interactions().filter(conversation_id=conversation_id),
-    conversation_id=(-730_007, int),
 )
 _ENTRY = PreparedQuery(
     lambda conversation_id, entry_id: _entries_for_display().filter(conversation_id=conversation_id, pk=entry_id)[:1],

@@ -12,8 +12,9 @@ from agents.models import AgentState
 from agents.services import agent_state_set
 from channels_app.webchat.services import chat_customer_message, chat_start
 from conversations import selectors
-from conversations.models import Conversation, Offer
+from conversations.models import Conversation, Direction, Interaction, Medium, Offer
 from conversations.routing import offer_accept
+from conversations.services import interaction_end, interaction_start
 from core.prepared import PreparedQuery
 from tests.factories import AgentFactory, ServiceFactory
 
@@ -38,8 +39,19 @@ ROW_FIELDS = ("pk", "uuid", "last_message_body", "last_message_author", "unread_
 
 
 def test_the_prepared_list_row_is_the_row_of_the_full_list():
-    agent, sessions = _agent_with_chats()
+    agent, sessions = _agent_with_chats(3)
     chat_customer_message(session=sessions[1], text="Second question, with <b>markup</b>")
+    # The second has two live media (a call beside the chat, with details); the third is in wrap-up.
+    second = Conversation.objects.get(pk=sessions[1].conversation_id)
+    call = interaction_start(
+        conversation=second,
+        medium=Medium.VOICE,
+        direction=Direction.INBOUND,
+        agent=agent.user,
+        state=Interaction.State.ACTIVE,
+    )
+    Interaction.objects.filter(pk=call.pk).update(details={"held_at": None, "peer": "customer"})
+    interaction_end(interaction=sessions[2].interaction, reason="customer_left")
 
     full = {row.uuid: row for row in selectors.acl_for_agent(agent=agent.user)}
     for session in sessions:
@@ -49,7 +61,26 @@ def test_the_prepared_list_row_is_the_row_of_the_full_list():
         assert [getattr(row, name) for name in ROW_FIELDS] == [getattr(expected, name) for name in ROW_FIELDS]
         assert row.contact.display_name == expected.contact.display_name
         assert row.service.name == expected.service.name
-        assert [i.pk for i in row.live_interactions] == [i.pk for i in expected.live_interactions]
+        fields = [field.attname for field in Interaction._meta.concrete_fields]
+        assert [[getattr(i, name) for name in fields] for i in row.live_interactions] == [
+            [getattr(i, name) for name in fields] for i in expected.live_interactions
+        ]
+        assert all(i._state.db == "default" and not i._state.adding for i in row.live_interactions)
+    assert [len(full[Conversation.objects.get(pk=s.conversation_id).uuid].live_interactions) for s in sessions] == [
+        1,
+        2,
+        0,
+    ]
+
+
+def test_the_list_row_and_its_live_media_are_one_read(django_assert_num_queries):
+    agent, sessions = _agent_with_chats(1)
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+    interaction_start(conversation=conversation, medium=Medium.SMS, direction=Direction.OUTBOUND, agent=agent.user)
+
+    with django_assert_num_queries(1):
+        row = selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+    assert [i.medium for i in row.live_interactions] == [Medium.CHAT, Medium.SMS]
 
 
 def test_another_agent_and_an_unknown_conversation_get_no_row():
