@@ -118,7 +118,7 @@ def acl_row_for_agent(*, agent, conversation_uuid) -> Conversation | None:
         return None
     row = rows[0]
     row.live_interactions = [
-        Interaction.from_db("default", _LIVE_COLUMNS, [getattr(r, _LIVE_PREFIX + name) for name in _LIVE_COLUMNS])
+        Interaction.from_db(row._state.db, _LIVE_COLUMNS, [getattr(r, _LIVE_PREFIX + name) for name in _LIVE_COLUMNS])
         for r in rows
         if getattr(r, _LIVE_PREFIX + "id") is not None
     ]
