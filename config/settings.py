@@ -183,6 +183,8 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "filesystem://localhost//"
+    # kombu's filesystem transport, writing each message whole before a worker can see it (core.fs_broker).
+    CELERY_BROKER_TRANSPORT = "core.fs_broker:Transport"
     for _folder in ("queue", "control", "processed"):
         (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -28,13 +28,13 @@ def wait_for(predicate, *, timeout: float, proc) -> bool:
 
 
 def test_broker_matches_configuration():
-    """The Redis run really uses Redis; the embedded run the filesystem broker."""
+    """The Redis run really uses Redis; the embedded run the filesystem broker that writes messages whole."""
     transport = celery_app.connection_for_write().transport_cls
     if settings.REDIS_URL:
         require_component(redis_available(), f"Redis at {settings.REDIS_URL}")
         assert transport in ("redis", "rediss")
     else:
-        assert transport == "filesystem"
+        assert transport == "core.fs_broker:Transport"
 
 
 def test_worker_round_trip_records_heartbeat(tmp_path):
