@@ -6,6 +6,10 @@ import os
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
+from kombu.transport import TRANSPORT_ALIASES
+
+# The embedded broker (no REDIS_URL): kombu's filesystem transport, writing each message whole (core.fs_broker).
+TRANSPORT_ALIASES["parleyfs"] = "core.fs_broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

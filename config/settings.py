@@ -182,9 +182,9 @@ if REDIS_URL:
         "visibility_timeout": 3600,
     }
 else:
-    CELERY_BROKER_URL = "filesystem://localhost//"
-    # kombu's filesystem transport, writing each message whole before a worker can see it (core.fs_broker).
-    CELERY_BROKER_TRANSPORT = "core.fs_broker:Transport"
+    # kombu's filesystem transport, writing each message whole before a worker can see it (core.fs_broker,
+    # registered under this name in config/celery.py).
+    CELERY_BROKER_URL = "parleyfs://localhost//"
     for _folder in ("queue", "control", "processed"):
         (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from config.celery import app as celery_app
+from core import fs_broker
 from core.models import WorkerHeartbeat
 from core.tasks import worker_heartbeat
 from tests.conftest import redis_available, require_component
@@ -34,7 +35,8 @@ def test_broker_matches_configuration():
         require_component(redis_available(), f"Redis at {settings.REDIS_URL}")
         assert transport in ("redis", "rediss")
     else:
-        assert transport == "core.fs_broker:Transport"
+        assert transport == "parleyfs"
+        assert celery_app.connection_for_write().transport.Channel is fs_broker.Channel
 
 
 def test_worker_round_trip_records_heartbeat(tmp_path):
