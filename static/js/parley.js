@@ -1065,12 +1065,33 @@
     var elt = evt.detail.elt;
     if (elt && elt.matches && elt.matches("form[data-composer]") && !evt.detail.successful) {
       var sent = evt.detail.requestConfig ? sentTexts.get(evt.detail.requestConfig) : null;
-      if (sent) {
-        // The reason comes as the composer's error region; if the agent has moved on it is kept for later.
-        var conversation = elt.getAttribute("data-conversation");
-        returnUnsent(conversation, sent, document.contains(elt) ? "" : refusalIn(evt.detail.xhr, conversation));
+      if (sent && document.contains(elt)) {
+        // The reason comes as the composer's error region, swapped in by the response.
+        returnUnsent(elt.getAttribute("data-conversation"), sent, "");
       }
     }
+  });
+
+  // If the agent has moved on before the answer, the form has left the page and htmx's events fire on it
+  // alone, so they never reach the document: the request itself is watched, and a refusal's text and
+  // reason are kept for that conversation's return.
+  document.addEventListener("htmx:beforeSend", function (evt) {
+    var elt = evt.detail.elt;
+    var xhr = evt.detail.xhr;
+    if (!xhr || !elt || !elt.matches || !elt.matches("form[data-composer]")) {
+      return;
+    }
+    var sent = evt.detail.requestConfig ? sentTexts.get(evt.detail.requestConfig) : null;
+    if (!sent) {
+      return;
+    }
+    xhr.addEventListener("loadend", function () {
+      if (document.contains(elt) || (xhr.status >= 200 && xhr.status < 300)) {
+        return;
+      }
+      var conversation = elt.getAttribute("data-conversation");
+      returnUnsent(conversation, sent, refusalIn(xhr, conversation));
+    });
   });
 
   document.addEventListener("htmx:afterRequest", function (evt) {

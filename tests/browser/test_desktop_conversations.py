@@ -350,6 +350,84 @@ def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(
     agent_context.close()
 
 
+SOCKET_RECORDER = """
+(() => {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = function (...args) {
+    const socket = new Native(...args);
+    window.__sockets.push(socket);
+    return socket;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+})();
+"""
+
+
+def test_a_reply_posted_without_the_socket_and_refused_after_the_agent_moved_on_goes_back_to_its_draft(
+    demo_data, live_server_url, browser
+):
+    """The HTTP path of a late refusal: the desktop's socket is down, so the composer posts its reply."""
+    agent_context = browser.new_context(locale="en-US")
+    agent_context.add_init_script(SOCKET_RECORDER)
+    agent = agent_context.new_page()
+    log_in(agent, live_server_url, "agent2")
+    expect(agent.locator("#connection-status")).to_have_attribute("data-connected", "true")
+    customers = {}
+    for name in ("Ada First", "Bob Second"):
+        customers[name] = customer_starts_chat(browser, live_server_url, name, f"Question from {name}")
+        accept = agent.locator("#offers [data-offer-accept]")
+        expect(accept).to_have_count(1)
+        accept.click()
+        expect(agent.locator("#workspace")).to_contain_text(f"Question from {name}")
+    ada = customers["Ada First"][1]
+    workspace = agent.locator("#workspace")
+    composer = agent.locator("#workspace [data-composer-text]")
+
+    # The desktop's socket goes down and stays down: every new attempt is closed at once.
+    agent.route_web_socket("**/ws/agent/", lambda socket: socket.close())
+    agent.evaluate("() => window.__sockets.forEach((socket) => socket.close())")
+    expect(agent.locator("#connection-status")).not_to_have_attribute("data-connected", "true")
+
+    # Ada's reply is posted; the post is held on its way while the agent moves on and Ada ends the chat.
+    held = []
+    agent.route("**/send/", lambda route: held.append(route))
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(workspace).to_contain_text("Question from Ada First")
+    composer.fill("Ada, your refund is on its way")
+    composer.press("Enter")
+    expect(composer).to_have_value("")
+    for _ in range(100):
+        if held:
+            break
+        agent.wait_for_timeout(50)
+    assert len(held) == 1, "the reply was not posted"
+    assert held[0].request.method == "POST"
+    agent.keyboard.press("Alt+ArrowDown")
+    expect(workspace).to_contain_text("Question from Bob Second")
+    ada.locator("#end-chat").click()
+    expect(ada.locator("#chat-log")).to_contain_text("ended")
+    held[0].continue_()
+    agent.wait_for_function(
+        "() => Object.keys(window.sessionStorage).some((key) => key.startsWith('parley.draft-refused.'))"
+    )
+    expect(composer).to_have_value("")
+
+    # Back in Ada's conversation: the text is in the composer, with the server's reason.
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(workspace).to_contain_text("Question from Ada First")
+    expect(composer).to_have_value("Ada, your refund is on its way")
+    expect(agent.locator("#workspace .composer .form-error")).to_have_text(
+        "There is no live chat in this conversation."
+    )
+    expect(ada.locator("#chat-log")).not_to_contain_text("your refund")
+
+    for context, _page in customers.values():
+        context.close()
+    agent_context.close()
+
+
 def test_transfer_through_the_workspace_hands_the_chat_to_a_service(demo_data, live_server_url, browser):
     agent_context = browser.new_context(locale="en-US")
     agent = agent_context.new_page()
