@@ -278,9 +278,10 @@ REPLY_HOLDER = """
 """
 
 
-def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(demo_data, live_server_url, browser):
+def _agent_with_chats_from_ada_and_bob(browser, live_server_url, init_script):
+    """agent2's desktop (with ``init_script``) after accepting a chat from Ada, then one from Bob (open)."""
     agent_context = browser.new_context(locale="en-US")
-    agent_context.add_init_script(REPLY_HOLDER)
+    agent_context.add_init_script(init_script)
     agent = agent_context.new_page()
     log_in(agent, live_server_url, "agent2")
     expect(agent.locator("#connection-status")).to_have_attribute("data-connected", "true")
@@ -291,6 +292,22 @@ def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(
         expect(accept).to_have_count(1)
         accept.click()
         expect(agent.locator("#workspace")).to_contain_text(f"Question from {name}")
+    return agent_context, agent, customers
+
+
+def _expect_adas_refused_reply_back_in_her_composer(agent, ada) -> None:
+    """Back in Ada's conversation: the refused text is in the composer, with the server's reason."""
+    agent.keyboard.press("Alt+ArrowUp")
+    expect(agent.locator("#workspace")).to_contain_text("Question from Ada First")
+    expect(agent.locator("#workspace [data-composer-text]")).to_have_value("Ada, your refund is on its way")
+    expect(agent.locator("#workspace .composer .form-error")).to_have_text(
+        "There is no live chat in this conversation."
+    )
+    expect(ada.locator("#chat-log")).not_to_contain_text("your refund")
+
+
+def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(demo_data, live_server_url, browser):
+    agent_context, agent, customers = _agent_with_chats_from_ada_and_bob(browser, live_server_url, REPLY_HOLDER)
     ada = customers["Ada First"][1]
     bob = customers["Bob Second"][1]
     workspace = agent.locator("#workspace")
@@ -336,15 +353,7 @@ def test_a_draft_stays_with_its_conversation_and_a_late_refusal_goes_back_to_it(
     )
     expect(composer).to_have_value("")
 
-    # Back in Ada's conversation: the text is in the composer, with the reason.
-    agent.keyboard.press("Alt+ArrowUp")
-    expect(workspace).to_contain_text("Question from Ada First")
-    expect(composer).to_have_value("Ada, your refund is on its way")
-    expect(agent.locator("#workspace .composer .form-error")).to_have_text(
-        "There is no live chat in this conversation."
-    )
-    expect(ada.locator("#chat-log")).not_to_contain_text("your refund")
-
+    _expect_adas_refused_reply_back_in_her_composer(agent, ada)
     for context, _page in customers.values():
         context.close()
     agent_context.close()
@@ -369,18 +378,7 @@ def test_a_reply_posted_without_the_socket_and_refused_after_the_agent_moved_on_
     demo_data, live_server_url, browser
 ):
     """The HTTP path of a late refusal: the desktop's socket is down, so the composer posts its reply."""
-    agent_context = browser.new_context(locale="en-US")
-    agent_context.add_init_script(SOCKET_RECORDER)
-    agent = agent_context.new_page()
-    log_in(agent, live_server_url, "agent2")
-    expect(agent.locator("#connection-status")).to_have_attribute("data-connected", "true")
-    customers = {}
-    for name in ("Ada First", "Bob Second"):
-        customers[name] = customer_starts_chat(browser, live_server_url, name, f"Question from {name}")
-        accept = agent.locator("#offers [data-offer-accept]")
-        expect(accept).to_have_count(1)
-        accept.click()
-        expect(agent.locator("#workspace")).to_contain_text(f"Question from {name}")
+    agent_context, agent, customers = _agent_with_chats_from_ada_and_bob(browser, live_server_url, SOCKET_RECORDER)
     ada = customers["Ada First"][1]
     workspace = agent.locator("#workspace")
     composer = agent.locator("#workspace [data-composer-text]")
@@ -414,15 +412,7 @@ def test_a_reply_posted_without_the_socket_and_refused_after_the_agent_moved_on_
     )
     expect(composer).to_have_value("")
 
-    # Back in Ada's conversation: the text is in the composer, with the server's reason.
-    agent.keyboard.press("Alt+ArrowUp")
-    expect(workspace).to_contain_text("Question from Ada First")
-    expect(composer).to_have_value("Ada, your refund is on its way")
-    expect(agent.locator("#workspace .composer .form-error")).to_have_text(
-        "There is no live chat in this conversation."
-    )
-    expect(ada.locator("#chat-log")).not_to_contain_text("your refund")
-
+    _expect_adas_refused_reply_back_in_her_composer(agent, ada)
     for context, _page in customers.values():
         context.close()
     agent_context.close()
