@@ -459,9 +459,20 @@ class AgentConsumer(ParleyConsumer):
             parts.append((views.OFFERS, views.offers_context(user=user)))
         rows: dict[str, object] = {}
         whole_list = pending.whole_list
+        target = pending.open_conversation if pending.open_conversation == self.open_conversation else ""
+        # The open conversation's one new entry, read with its row (the usual push: one message).
+        entries_read: list | None = None
         if not whole_list:
             for conversation_uuid in sorted(pending.rows):
-                row = selectors.acl_row_for_agent(agent=user, conversation_uuid=conversation_uuid)
+                if conversation_uuid == target and len(pending.entries) == 1:
+                    (entry_id,) = pending.entries
+                    row, entry = selectors.acl_row_and_entry_for_agent(
+                        agent=user, conversation_uuid=conversation_uuid, entry_id=entry_id
+                    )
+                    if row is not None:
+                        entries_read = [entry] if entry is not None else []
+                else:
+                    row = selectors.acl_row_for_agent(agent=user, conversation_uuid=conversation_uuid)
                 if row is None:
                     # Not in the list (any more): it left or joined it, which changes more than one row.
                     whole_list = True
@@ -474,15 +485,16 @@ class AgentConsumer(ParleyConsumer):
                 (views.ACL_ROW, views.acl_row_context(row=row, selected=self.open_conversation))
                 for row in rows.values()
             )
-        target = pending.open_conversation
-        if target and target == self.open_conversation:
+        if target:
             conversation = rows.get(target) or self._own_conversation(target)
             if conversation is None:
                 parts.extend(self._gone_parts(target))
             else:
                 controls = pending.controls
                 if pending.entries:
-                    entries = selectors.timeline_entries_for(conversation=conversation, entry_ids=pending.entries)
+                    entries = entries_read
+                    if entries is None:
+                        entries = selectors.timeline_entries_for(conversation=conversation, entry_ids=pending.entries)
                     if entries:
                         first.append(
                             (

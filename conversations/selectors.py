@@ -37,7 +37,7 @@ from conversations.models import (
     Service,
     TimelineEntry,
 )
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, run_together
 
 
 def conversations_active_for_agent(*, agent) -> QuerySet[Conversation]:
@@ -113,7 +113,29 @@ def acl_row_for_agent(*, agent, conversation_uuid) -> Conversation | None:
     """
     # One read: the row, once per live interaction of the conversation (or once with none), each with
     # that interaction's columns.
-    rows = _ACL_ROW(agent_id=agent.pk, conversation_uuid=conversation_uuid)
+    return _acl_row_from(_ACL_ROW(agent_id=agent.pk, conversation_uuid=conversation_uuid))
+
+
+def acl_row_and_entry_for_agent(
+    *, agent, conversation_uuid, entry_id: int
+) -> tuple[Conversation | None, TimelineEntry | None]:
+    """``acl_row_for_agent`` and one entry of that conversation as ``timeline_entry_for`` has it, in one round trip.
+
+    What the desktop reads for each message of the conversation it shows. The entry is read by the
+    conversation's uuid beside the row, not after it; it is returned only with the row, which is the check
+    that the conversation is the agent's.
+    """
+    rows, entries = run_together(
+        (_ACL_ROW, {"agent_id": agent.pk, "conversation_uuid": conversation_uuid}),
+        (_ENTRY_BY_UUID, {"conversation_uuid": conversation_uuid, "entry_id": entry_id}),
+    )
+    row = _acl_row_from(rows)
+    if row is None:
+        return None, None
+    return row, with_files(entries)[0] if entries else None
+
+
+def _acl_row_from(rows: list[Conversation]) -> Conversation | None:
     if not rows:
         return None
     row = rows[0]
@@ -424,4 +446,11 @@ _ENTRY = PreparedQuery(
     lambda conversation_id, entry_id: _entries_for_display().filter(conversation_id=conversation_id, pk=entry_id)[:1],
     conversation_id=(-730_003, int),
     entry_id=(-730_005, int),
+)
+_ENTRY_BY_UUID = PreparedQuery(
+    lambda conversation_uuid, entry_id: (
+        _entries_for_display().filter(conversation__uuid=conversation_uuid, pk=entry_id)[:1]
+    ),
+    conversation_uuid=(uuid.UUID("0e1d2c3b-4a59-4687-9a8b-7c6d5e4f3a2b"), Conversation._meta.get_field("uuid")),
+    entry_id=(-730_007, int),
 )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import uuid
 
+import psycopg
 import pytest
-from django.db import connections
+from django.db import DataError, connection, connections
+from django.db.models import ExpressionWrapper, F, IntegerField, Value
 
 from agents.models import AgentState
 from agents.services import agent_state_set
@@ -15,7 +17,7 @@ from conversations import selectors
 from conversations.models import Conversation, Direction, Interaction, Medium, Offer
 from conversations.routing import offer_accept
 from conversations.services import interaction_end, interaction_start
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, run_together
 from tests.factories import AgentFactory, ServiceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,6 +106,97 @@ def test_the_prepared_entry_is_the_entry_the_timeline_shows():
     assert list(entry.message.attachments.all()) == []
     other = Conversation.objects.exclude(pk=conversation.pk).first() or Conversation(pk=-1)
     assert selectors.timeline_entry_for(conversation=other, entry_id=message.entry.pk) is None
+
+
+def test_the_list_row_and_an_entry_read_together_are_what_each_read_gives():
+    agent, sessions = _agent_with_chats(2)
+    message = chat_customer_message(session=sessions[0], text="Hello <b>there</b>")
+    elsewhere = chat_customer_message(session=sessions[1], text="In the other chat")
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+
+    row, entry = selectors.acl_row_and_entry_for_agent(
+        agent=agent.user, conversation_uuid=conversation.uuid, entry_id=message.entry.pk
+    )
+
+    alone = selectors.acl_row_for_agent(agent=agent.user, conversation_uuid=conversation.uuid)
+    assert [getattr(row, name) for name in ROW_FIELDS] == [getattr(alone, name) for name in ROW_FIELDS]
+    assert row.last_message_body == "Hello <b>there</b>"
+    assert (
+        [i.pk for i in row.live_interactions] == [i.pk for i in alone.live_interactions] == [sessions[0].interaction_id]
+    )
+    expected = selectors.timeline_entry_for(conversation=conversation, entry_id=message.entry.pk)
+    assert (entry.pk, entry.kind, entry.message.body, entry.message_has_files) == (
+        expected.pk,
+        expected.kind,
+        "Hello <b>there</b>",
+        False,
+    )
+    assert list(entry.message.attachments.all()) == []
+    # An entry of another conversation is not found under this one, even for the same agent.
+    row, entry = selectors.acl_row_and_entry_for_agent(
+        agent=agent.user, conversation_uuid=conversation.uuid, entry_id=elsewhere.entry.pk
+    )
+    assert row.pk == conversation.pk
+    assert entry is None
+
+
+def test_another_agent_gets_neither_the_row_nor_the_entry_read_beside_it():
+    _agent, sessions = _agent_with_chats(1)
+    message = chat_customer_message(session=sessions[0], text="Private")
+    other = AgentFactory()
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+
+    assert selectors.acl_row_and_entry_for_agent(
+        agent=other.user, conversation_uuid=conversation.uuid, entry_id=message.entry.pk
+    ) == (None, None)
+
+
+def test_reads_run_together_go_to_postgresql_in_one_pipeline(django_assert_num_queries, monkeypatch):
+    agent, sessions = _agent_with_chats(1)
+    message = chat_customer_message(session=sessions[0], text="Hello")
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+    on_postgresql = connection.vendor == "postgresql"
+    pipelines = []
+    if on_postgresql:
+        connection.ensure_connection()
+        own = type(connection.connection).pipeline
+
+        def counted(self, *args, **kwargs):
+            pipelines.append(self)
+            return own(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(connection.connection), "pipeline", counted)
+
+    with django_assert_num_queries(2):
+        row, entry = selectors.acl_row_and_entry_for_agent(
+            agent=agent.user, conversation_uuid=conversation.uuid, entry_id=message.entry.pk
+        )
+
+    assert (row.pk, entry.pk) == (conversation.pk, message.entry.pk)
+    # PostgreSQL gets both statements before it answers the first; SQLite runs them one after the other.
+    assert len(pipelines) == (1 if on_postgresql else 0)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite runs the reads one after the other")
+def test_a_failing_read_run_together_raises_djangos_error_and_the_connection_goes_on():
+    _agent, sessions = _agent_with_chats(1)
+    conversation = Conversation.objects.get(pk=sessions[0].conversation_id)
+    failing = PreparedQuery(
+        lambda pk: Conversation.objects.filter(pk=pk).annotate(
+            ratio=ExpressionWrapper(Value(1) / (F("pk") - F("pk")), output_field=IntegerField())
+        ),
+        pk=(-730_901, int),
+    )
+    fine = PreparedQuery(lambda pk: Conversation.objects.filter(pk=pk), pk=(-730_903, int))
+
+    with pytest.raises(DataError, match="division by zero"):
+        run_together((fine, {"pk": conversation.pk}), (failing, {"pk": conversation.pk}))
+
+    # Out of the pipeline, and the same connection answers the next reads, alone or together.
+    assert connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    assert [c.pk for c in fine(pk=conversation.pk)] == [conversation.pk]
+    first, second = run_together((fine, {"pk": conversation.pk}), (fine, {"pk": -1}))
+    assert ([c.pk for c in first], second) == ([conversation.pk], [])
 
 
 def test_a_prepared_read_runs_on_the_calling_threads_connection():
