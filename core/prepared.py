@@ -187,9 +187,10 @@ def run_together(*calls: tuple[PreparedQuery, dict[str, Any]], using: str = "def
     """Several prepared reads in one round trip to the database; each call's rows, as calling it would give them.
 
     On PostgreSQL the statements go out together in psycopg's pipeline mode and the server answers them in
-    order, so reads that do not depend on each other cost one wait for the database instead of one each: on
-    a message's path every wait is a hand-off between this thread and the server, which costs far more than
-    the statement. Elsewhere (SQLite, a libpq without pipelines) they run one after the other.
+    order, so reads that do not depend on each other cost one wait for the database instead of one each.
+    With the database on another host, as in production, each wait is a network round trip; on loopback
+    it is about 0.1 ms, which the pipeline's own work about cancels (docs/PERFORMANCE.md, 2026-12-04).
+    Elsewhere (SQLite, a libpq without pipelines) they run one after the other.
     """
     connection = connections[using]
     statements = [query._statement(using, values) for query, values in calls]
