@@ -25,7 +25,10 @@ worker=$!
 web=$!
 
 stop() {
-  trap - INT TERM EXIT
+  # Further signals are ignored, not reset: a supervisor's SIGTERM often arrives twice (to the group, and
+  # again from make passing it on), and the second one must not kill this script before the worker is stopped.
+  trap '' INT TERM
+  trap - EXIT
   kill -TERM "$web" "$worker" 2>/dev/null || true
   # The worker finishes the tasks it is running first; one that does not end in time is stopped hard.
   for _ in $(seq 1 $((STOP_TIMEOUT * 5))); do

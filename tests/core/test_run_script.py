@@ -36,7 +36,8 @@ def _worker_pool_started(log_path: Path, sid: int) -> bool:
     return b"ready." in log_path.read_bytes() and sum("celery" in args for _, _, args in _session(sid)) >= 3
 
 
-def test_run_script_keeps_the_worker_out_of_its_group_and_stops_everything_on_a_sigterm_to_it(tmp_path):
+@pytest.mark.parametrize("repeated", [False, True], ids=["once", "again-to-the-script-as-make-passes-it-on"])
+def test_run_script_keeps_the_worker_out_of_its_group_and_stops_everything_on_a_sigterm_to_it(tmp_path, repeated):
     port = free_port()
     log_path = tmp_path / "run.log"
     env = subprocess_env(PORT=str(port), PARLEY_VAR_DIR=str(tmp_path / "var"), VENV=str(BIN_DIR.parent))
@@ -63,6 +64,12 @@ def test_run_script_keeps_the_worker_out_of_its_group_and_stops_everything_on_a_
         assert all(pgid != script.pid for _, pgid in celery), _session(script.pid)
 
         os.killpg(script.pid, signal.SIGTERM)
+        if repeated:
+            # make, stopped by the same signal, passes it on to the script: the second must not cut the stop short.
+            for _ in range(3):
+                time.sleep(0.01)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(script.pid, signal.SIGTERM)
         script.wait(timeout=45)
         deadline = time.monotonic() + 10
         while _session(script.pid) and time.monotonic() < deadline:
