@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +36,9 @@ from conversations.models import (
 )
 from conversations.routing import route_on_commit
 from conversations.services import (
+    CONTACT_TOUCH_EVERY,
     conversation_open,
+    counts_unread_for_agent,
     interaction_end,
     interaction_start,
     message_record,
@@ -233,9 +236,16 @@ def _chat_locked(interaction_id: int) -> Interaction:
     return rows[0]
 
 
-@transaction.atomic
 def chat_customer_message(*, session: ChatSession, text: str) -> Message:
+    """Store the customer's chat message; it comes back with its timeline entry as ``entry``."""
     text = _clean_text(text)
+    if transaction.get_connection().vendor == "postgresql":
+        return _customer_message_in_one_statement(session=session, text=text)
+    return _customer_message_step_by_step(session=session, text=text)
+
+
+@transaction.atomic
+def _customer_message_step_by_step(*, session: ChatSession, text: str) -> Message:
     interaction = _chat_locked(session.interaction_id)
     if not interaction.is_live:
         raise ValidationError(_("This chat has ended."))
@@ -252,6 +262,129 @@ def chat_customer_message(*, session: ChatSession, text: str) -> Message:
     stored = interaction.chat_session
     if stored.inactivity_warned_at is not None or now - stored.last_customer_activity_at >= ACTIVITY_STAMP_EVERY:
         _CUSTOMER_ACTIVE_AT(session_id=stored.pk, now=now)
+    return message
+
+
+# What ``_customer_message_step_by_step`` does, as one statement: it is its own transaction, so a chat
+# message costs one round trip to PostgreSQL instead of six (BEGIN, the locking read, two inserts, the
+# waiting timer, COMMIT), and the database thread, which every socket of the process shares, is held for
+# less than half as long (docs/PERFORMANCE.md, 2026-12-04 afternoon). The same rows and the same locks: the
+# interaction and the conversation are locked first, so an end, a close or an agent's reply in the same
+# conversation is waited for and seen; nothing is written unless the interaction is live; the stamps on
+# the session and the contact are written when the step-by-step version would write them. The
+# step-by-step version stays for SQLite, and tests compare the two (tests/webchat/test_services.py).
+_CUSTOMER_MESSAGE_SQL = """
+WITH locked AS (
+    SELECT i.id, i.state, i.medium, i.conversation_id, c.uuid, c.assigned_agent_id, c.contact_id,
+           s.id AS session_id
+    FROM {interaction} i
+    JOIN {conversation} c ON c.id = i.conversation_id
+    JOIN {session} s ON s.interaction_id = i.id
+    WHERE i.id = %(interaction_id)s
+    FOR UPDATE OF i, c
+), stored AS (
+    INSERT INTO {message} (conversation_id, interaction_id, medium, direction, author_kind, author_agent_id,
+                           subject, body, delivery_status, status_reason, provider_message_id, created_at)
+    SELECT conversation_id, id, medium, %(direction)s, %(author)s, NULL, '', %(body)s, %(status)s, '', NULL, %(now)s
+    FROM locked WHERE state = ANY(%(live)s)
+    RETURNING id, conversation_id, interaction_id
+), entry AS (
+    INSERT INTO {entry} (conversation_id, kind, interaction_id, message_id, note_id, actor_id, data, created_at,
+                         unread_for_agent)
+    SELECT conversation_id, %(kind)s, interaction_id, id, NULL, NULL, '{{}}', %(now)s, TRUE FROM stored
+    RETURNING id
+), waiting AS (
+    UPDATE {conversation} SET customer_waiting_since = %(now)s
+    WHERE id = (SELECT conversation_id FROM stored) AND customer_waiting_since IS NULL
+), active AS (
+    UPDATE {session} SET last_customer_activity_at = %(now)s, inactivity_warned_at = NULL
+    WHERE id = (SELECT session_id FROM locked WHERE EXISTS (SELECT FROM stored))
+      AND (inactivity_warned_at IS NOT NULL OR last_customer_activity_at <= %(stamp_before)s)
+), touched AS (
+    UPDATE {contact} SET last_activity_at = %(now)s
+    WHERE id = (SELECT contact_id FROM locked WHERE EXISTS (SELECT FROM stored))
+      AND (last_activity_at IS NULL OR last_activity_at <= %(touch_before)s)
+)
+SELECT locked.conversation_id, locked.uuid, locked.assigned_agent_id, (SELECT id FROM stored), (SELECT id FROM entry)
+FROM locked
+"""
+
+
+@functools.cache
+def _with_tables(sql: str) -> str:
+    return sql.format(
+        interaction=Interaction._meta.db_table,
+        conversation=Conversation._meta.db_table,
+        session=ChatSession._meta.db_table,
+        message=Message._meta.db_table,
+        entry=TimelineEntry._meta.db_table,
+        contact=Contact._meta.db_table,
+    )
+
+
+def _one_statement(sql: str, params: dict) -> tuple | None:
+    """Run one of the statements above (the tables named by their models) and return its row, if any."""
+    with transaction.mark_for_rollback_on_error(), transaction.get_connection().cursor() as cursor:
+        cursor.execute(_with_tables(sql), params)
+        return cursor.fetchone()
+
+
+def _stored_message(*, message_id: int, entry_id: int, conversation_id: int, interaction_id: int, **fields) -> Message:
+    """The chat message and its timeline entry as a statement above stored them, without reading them back."""
+    alias = transaction.get_connection().alias
+    message = Message(
+        id=message_id, conversation_id=conversation_id, interaction_id=interaction_id, medium=Medium.CHAT, **fields
+    )
+    message.entry = TimelineEntry(
+        id=entry_id,
+        conversation_id=conversation_id,
+        kind=TimelineEntry.Kind.MESSAGE,
+        interaction_id=interaction_id,
+        message=message,
+        actor=fields.get("author_agent"),
+        created_at=message.created_at,
+        unread_for_agent=counts_unread_for_agent(message),
+    )
+    for stored in (message, message.entry):
+        stored._state.adding = False
+        stored._state.db = alias
+    return message
+
+
+def _customer_message_in_one_statement(*, session: ChatSession, text: str) -> Message:
+    now = timezone.now()
+    row = _one_statement(
+        _CUSTOMER_MESSAGE_SQL,
+        {
+            "interaction_id": session.interaction_id,
+            "direction": Direction.INBOUND,
+            "author": Message.Author.CUSTOMER,
+            "body": text,
+            "status": Message.Status.RECEIVED,
+            "now": now,
+            "live": list(Interaction.LIVE_STATES),
+            "kind": TimelineEntry.Kind.MESSAGE,
+            "stamp_before": now - ACTIVITY_STAMP_EVERY,
+            "touch_before": now - CONTACT_TOUCH_EVERY,
+        },
+    )
+    if row is None:
+        raise Interaction.DoesNotExist(f"no interaction {session.interaction_id}")
+    conversation_id, conversation_uuid, agent_id, message_id, entry_id = row
+    if message_id is None:
+        raise ValidationError(_("This chat has ended."))
+    message = _stored_message(
+        message_id=message_id,
+        entry_id=entry_id,
+        conversation_id=conversation_id,
+        interaction_id=session.interaction_id,
+        direction=Direction.INBOUND,
+        author_kind=Message.Author.CUSTOMER,
+        body=text,
+        delivery_status=Message.Status.RECEIVED,
+        created_at=now,
+    )
+    events.conversation_timeline_appended(conversation_uuid=conversation_uuid, entry_id=entry_id, agent_id=agent_id)
     return message
 
 
@@ -345,6 +478,11 @@ def chat_agent_message(*, conversation: Conversation, agent_user, text: str, cli
     if client_key is not None and not 0 < len(client_key) <= MAX_CLIENT_KEY_CHARS:
         raise ValidationError(_("The message could not be sent."))
     key = desktop_message_key(agent_user=agent_user, client_key=client_key) if client_key is not None else None
+    if transaction.get_connection().vendor == "postgresql":
+        stored = _agent_message_in_one_statement(conversation=conversation, agent_user=agent_user, text=text, key=key)
+        if stored is not None:
+            return stored
+        # Refused, a resend, or a resend's race: nothing was written; the step-by-step version says which.
     try:
         return _chat_agent_message(conversation=conversation, agent_user=agent_user, text=text, key=key)
     except IntegrityError:
@@ -391,6 +529,85 @@ def _chat_agent_message(*, conversation: Conversation, agent_user, text: str, ke
     )
     if current.customer_waiting_since is not None:
         _CUSTOMER_ANSWERED(conversation_id=current.pk)
+    return message
+
+
+# The usual reply (the agent's own live chat, a key not seen before) as one statement, its own transaction,
+# as for the customer's messages (``_CUSTOMER_MESSAGE_SQL``): the same locks and rows as
+# ``_chat_agent_message``, which runs instead whenever this one writes nothing.
+_AGENT_MESSAGE_SQL = """
+WITH locked AS (
+    SELECT i.id, i.state, i.medium, i.conversation_id, c.uuid, c.assigned_agent_id,
+           (SELECT m.id FROM {message} m WHERE m.medium = %(medium)s AND m.provider_message_id = %(key)s LIMIT 1)
+               AS stored_reply_id
+    FROM {interaction} i
+    JOIN {conversation} c ON c.id = i.conversation_id
+    WHERE i.conversation_id = %(conversation_id)s AND i.medium = %(medium)s AND i.state = ANY(%(live)s)
+    ORDER BY i.created_at DESC
+    LIMIT 1
+    FOR UPDATE OF i, c
+), stored AS (
+    INSERT INTO {message} (conversation_id, interaction_id, medium, direction, author_kind, author_agent_id,
+                           subject, body, delivery_status, status_reason, provider_message_id, created_at)
+    SELECT conversation_id, id, medium, %(direction)s, %(author)s, %(agent_id)s, '', %(body)s, %(status)s, '',
+           %(key)s, %(now)s
+    FROM locked
+    WHERE assigned_agent_id = %(agent_id)s AND state = %(active)s AND stored_reply_id IS NULL
+    ON CONFLICT (medium, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING
+    RETURNING id, conversation_id, interaction_id
+), entry AS (
+    INSERT INTO {entry} (conversation_id, kind, interaction_id, message_id, note_id, actor_id, data, created_at,
+                         unread_for_agent)
+    SELECT conversation_id, %(kind)s, interaction_id, id, NULL, %(agent_id)s, '{{}}', %(now)s, FALSE FROM stored
+    RETURNING id
+), answered AS (
+    UPDATE {conversation} SET customer_waiting_since = NULL
+    WHERE id = (SELECT conversation_id FROM stored) AND customer_waiting_since IS NOT NULL
+)
+SELECT stored.id, stored.conversation_id, stored.interaction_id, locked.uuid, entry.id
+FROM stored, entry, locked
+"""
+
+
+def _agent_message_in_one_statement(*, conversation: Conversation, agent_user, text: str, key: str | None):
+    """The reply, stored in one statement; None when that wrote nothing (see ``_AGENT_MESSAGE_SQL``)."""
+    now = timezone.now()
+    row = _one_statement(
+        _AGENT_MESSAGE_SQL,
+        {
+            "conversation_id": conversation.pk,
+            "medium": Medium.CHAT,
+            "key": key,
+            "live": list(Interaction.LIVE_STATES),
+            "direction": Direction.OUTBOUND,
+            "author": Message.Author.AGENT,
+            "agent_id": agent_user.pk,
+            "body": text,
+            "status": Message.Status.SENT,
+            "now": now,
+            "active": Interaction.State.ACTIVE,
+            "kind": TimelineEntry.Kind.MESSAGE,
+        },
+    )
+    if row is None:
+        return None
+    message_id, conversation_id, interaction_id, conversation_uuid, entry_id = row
+    message = _stored_message(
+        message_id=message_id,
+        entry_id=entry_id,
+        conversation_id=conversation_id,
+        interaction_id=interaction_id,
+        direction=Direction.OUTBOUND,
+        author_kind=Message.Author.AGENT,
+        author_agent=agent_user,
+        body=text,
+        delivery_status=Message.Status.SENT,
+        provider_message_id=key,
+        created_at=now,
+    )
+    events.conversation_timeline_appended(
+        conversation_uuid=conversation_uuid, entry_id=entry_id, agent_id=agent_user.pk
+    )
     return message
 
 
