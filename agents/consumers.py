@@ -44,9 +44,10 @@ from django.utils.translation import gettext_lazy
 from agents.selectors import agent_for_user
 from agents.views import state_partial_context
 from core.consumers import ParleyConsumer
-from core.db import database_sync_to_async, websocket_db_overloaded
+from core.db import database_sync_to_async
 from core.groups import agent_group
 from core.i18n import database_sync_to_async_in_language, language_from_scope
+from core.realtime import websocket_overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class AgentConsumer(ParleyConsumer):
     async def on_read(self, frame: dict) -> None:
         target = _uuid_or_error(frame.get("conversation"))
         upto = _non_negative_int(frame.get("upto"))
-        if websocket_db_overloaded():
+        if websocket_overloaded():
             # Read marks are cumulative: the tab's next one covers this.
             return
         await self.mark_read(target, upto)
@@ -240,7 +241,7 @@ class AgentConsumer(ParleyConsumer):
         if (target, typing) == (last_target, last_typing) and now - last_at < TYPING_INTERVAL:
             return
         self.last_typing = (target, typing, now)
-        if websocket_db_overloaded():
+        if websocket_overloaded():
             return
         await self.forward_typing(target, typing)
 
@@ -256,7 +257,7 @@ class AgentConsumer(ParleyConsumer):
             target = None
         if not isinstance(text, str) or target is None:
             raise SendError("malformed_frame", client_id, SEND_FAILED)
-        if websocket_db_overloaded():
+        if websocket_overloaded():
             # The desktop keeps the text and sends it again in a moment, with the same id.
             raise SendError("busy", client_id, gettext_lazy("Busy: sending again in a moment."))
         entry_id = await self.store_reply(target, text, client_id)

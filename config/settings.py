@@ -127,6 +127,8 @@ WEBSOCKET_DB_THREADS = env.int(
 WEBSOCKET_DB_MAX_PENDING = env.int("WEBSOCKET_DB_MAX_PENDING", default=64)
 # ... and while the calls waiting for a thread would wait longer than this.
 WEBSOCKET_DB_MAX_WAIT_MS = env.int("WEBSOCKET_DB_MAX_WAIT_MS", default=50)
+# ...and while the events waiting for the channel layer in this process are more than this (core.realtime).
+WEBSOCKET_MAX_PUBLISH_BACKLOG = env.int("WEBSOCKET_MAX_PUBLISH_BACKLOG", default=200)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and Celery broker --------------------------------

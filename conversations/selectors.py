@@ -233,15 +233,28 @@ def conversation_timeline_before(
     return with_files(list(reversed(older[:limit]))), len(older) > limit
 
 
-def conversation_entries_after(*, conversation: Conversation, after_id: int, limit: int = 500) -> list[TimelineEntry]:
-    """Entries a client has not seen yet (ids are handed out in commit order), in time order."""
-    return with_files(
-        list(
-            _entries_for_display()
-            .filter(conversation=conversation, id__gt=after_id)
-            .order_by("created_at", "id")[:limit]
-        )
-    )
+# A client back after a gap is sent what it missed a page at a time, up to RESYNC_MAX_ENTRIES.
+RESYNC_PAGE = 500
+RESYNC_MAX_ENTRIES = 5000
+
+
+def conversation_entries_after(
+    *, conversation: Conversation, after_id: int, limit: int = RESYNC_MAX_ENTRIES
+) -> list[TimelineEntry]:
+    """Entries a client has not seen yet, in id order (the order the desktop shows delivered entries in).
+
+    Read a page at a time through the ``(conversation, id)`` index, so a gap longer than a page (a tab
+    away while hundreds of messages came in) is filled, not cut at the first page.
+    """
+    entries: list[TimelineEntry] = []
+    while len(entries) < limit:
+        size = min(RESYNC_PAGE, limit - len(entries))
+        page = list(_entries_for_display().filter(conversation=conversation, id__gt=after_id).order_by("id")[:size])
+        entries.extend(page)
+        if len(page) < size:
+            break
+        after_id = page[-1].pk
+    return with_files(entries)
 
 
 def timeline_entry_for(*, conversation: Conversation, entry_id: int) -> TimelineEntry | None:

@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
-from core.db import database_sync_to_async
+from core.db import database_sync_to_async, websocket_db_overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,24 @@ class Publisher:
 
 
 _publisher: Publisher | None = None
+
+
+def publish_backlog() -> int:
+    """Events this process's publisher holds for the layer (0 before it has started)."""
+    publisher = _publisher
+    return sum(queue.qsize() for queue in publisher.queues) if publisher is not None else 0
+
+
+def websocket_overloaded() -> bool:
+    """Whether a socket's new writes (a message, a new chat, a reply) should be refused for now.
+
+    The database pool may be behind (``websocket_db_overloaded``), or the layer: each stored message makes
+    events, and when they come faster than the layer takes them they wait in the publisher's queues, each
+    one adding to every later message's delivery time (under twice the saturation rate they once held
+    22 000 events, deliveries 17 to 46 s late; docs/PERFORMANCE.md, RT3). Past
+    ``WEBSOCKET_MAX_PUBLISH_BACKLOG`` new writes are refused, as for the pool, until the queues drain.
+    """
+    return websocket_db_overloaded() or publish_backlog() > settings.WEBSOCKET_MAX_PUBLISH_BACKLOG
 
 
 def publisher_start() -> Publisher:

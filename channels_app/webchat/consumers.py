@@ -35,10 +35,11 @@ from channels_app.webchat.models import ChatSession
 from conversations.models import PRECHAT_FIELDS, Conversation
 from conversations.selectors import mark_without_files
 from core.consumers import ParleyConsumer
-from core.db import database_sync_to_async, websocket_db_overloaded
+from core.db import database_sync_to_async
 from core.groups import conversation_group, service_group
 from core.i18n import language_from_scope
 from core.ratelimit import TokenBucket, limit_exceeded, scope_address
+from core.realtime import websocket_overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class CustomerChatConsumer(ParleyConsumer):
                 raise FrameError("not_started")
             if frame["type"] in LIMITED_TYPES and not self.bucket.take():
                 raise FrameError("rate_limited", client_id=_client_id(frame))
-            if frame["type"] in SHED_TYPES and websocket_db_overloaded():
+            if frame["type"] in SHED_TYPES and websocket_overloaded():
                 # Overloaded: a message or a new chat is refused (the page keeps it to send again); typing
                 # and receipt marks are dropped, the next mark covers this one.
                 if frame["type"] in ("message", "start"):

@@ -165,14 +165,14 @@ async def test_while_the_database_work_is_far_behind_a_reply_is_refused_to_send_
 ):
     _customer, desk, conversation = await live_chat(service, ready_agent)
     frame = {"action": "send", "conversation": str(conversation.uuid), "text": "Wait", "client_id": "reply-0007"}
-    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: True)
+    monkeypatch.setattr(consumers, "websocket_overloaded", lambda: True)
 
     await desk.send_json_to(frame)
     busy = await answer(desk)
     assert (busy["error"], busy["client_id"]) == ("busy", "reply-0007")
     assert await sync_to_async(replies)(conversation) == []
 
-    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: False)
+    monkeypatch.setattr(consumers, "websocket_overloaded", lambda: False)
     await desk.send_json_to(frame)
     assert (await answer(desk))["sent"] == "reply-0007"
     assert await sync_to_async(replies)(conversation) == ["Wait"]

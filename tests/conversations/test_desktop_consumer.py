@@ -196,6 +196,40 @@ async def test_resync_backfills_the_entries_after_the_last_one_seen():
     await communicator.disconnect()
 
 
+async def test_resync_after_a_gap_longer_than_a_page_sends_every_missed_entry(monkeypatch):
+    from conversations import selectors
+
+    monkeypatch.setattr(selectors, "RESYNC_PAGE", 2)
+    cast = await sync_to_async(_setup)()
+    conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])
+    session = await sync_to_async(conversation.chat_sessions.get)()
+    seen = await sync_to_async(lambda: conversation.timeline.order_by("-id").first().pk)()
+    missed = [await sync_to_async(chat_customer_message)(session=session, text=f"Missed {n}") for n in range(5)]
+    communicator = await _connected(cast["agent"].user)
+
+    await _send(communicator, {"action": "resync", "conversation": str(conversation.uuid), "after": seen})
+
+    html = await communicator.receive_from(timeout=5)
+    ids = [int(i) for i in re.findall(r'data-entry-id="(\d+)"', html)]
+    assert ids == [message.entry.pk for message in missed]
+    assert all(f"Missed {n}" in html for n in range(5))
+    await communicator.disconnect()
+
+
+def test_entries_after_stop_at_their_limit():
+    from conversations import selectors
+
+    cast = _setup()
+    conversation = _accepted_chat(cast["service"], cast["agent"])
+    session = conversation.chat_sessions.get()
+    seen = conversation.timeline.order_by("-id").first().pk
+    missed = [chat_customer_message(session=session, text=f"Missed {n}") for n in range(5)]
+
+    entries = selectors.conversation_entries_after(conversation=conversation, after_id=seen, limit=3)
+
+    assert [entry.pk for entry in entries] == [message.entry.pk for message in missed[:3]]
+
+
 async def test_read_frame_marks_the_customers_messages_read():
     cast = await sync_to_async(_setup)()
     conversation = await sync_to_async(_accepted_chat)(cast["service"], cast["agent"])

@@ -131,3 +131,37 @@ def test_without_a_running_web_process_loop_events_are_sent_at_once(monkeypatch)
     monkeypatch.setattr(realtime, "get_channel_layer", lambda *args, **kwargs: layer)
     realtime.publish_now("agent.3", {"type": "agent.state", "user_id": 3})
     assert layer.sent == [("agent.3", {"type": "agent.state", "user_id": 3})]
+
+
+def test_sockets_new_writes_are_refused_while_the_publisher_is_behind(monkeypatch, settings):
+    """Events waiting for the layer past WEBSOCKET_MAX_PUBLISH_BACKLOG make a socket's new writes wait."""
+    import asyncio
+
+    settings.WEBSOCKET_MAX_PUBLISH_BACKLOG = 2
+    monkeypatch.setattr(realtime, "websocket_db_overloaded", lambda: False)
+    loop = asyncio.new_event_loop()
+    try:
+        publisher = realtime.Publisher(loop)  # its loop is not running: nothing drains the queues
+        monkeypatch.setattr(realtime, "_publisher", publisher)
+        assert realtime.publish_backlog() == 0
+        publisher._put("conversation.a", {"type": "conversation.timeline", "entry_id": 1})
+        publisher._put("conversation.b", {"type": "conversation.timeline", "entry_id": 2})
+        assert realtime.publish_backlog() == 2
+        assert not realtime.websocket_overloaded()
+
+        publisher._put("conversation.c", {"type": "conversation.timeline", "entry_id": 3})
+
+        assert realtime.websocket_overloaded()
+        monkeypatch.setattr(realtime, "_publisher", None)
+        assert realtime.publish_backlog() == 0 and not realtime.websocket_overloaded()
+    finally:
+        for task in publisher.tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*publisher.tasks, return_exceptions=True))
+        loop.close()
+
+
+def test_sockets_new_writes_are_refused_while_the_database_pool_is_behind(monkeypatch):
+    monkeypatch.setattr(realtime, "websocket_db_overloaded", lambda: True)
+    monkeypatch.setattr(realtime, "_publisher", None)
+    assert realtime.websocket_overloaded()

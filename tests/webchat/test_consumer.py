@@ -729,7 +729,7 @@ async def test_while_the_database_work_is_far_behind_a_message_is_refused_to_sen
     frames = await start(communicator, service)
     session = await sync_to_async(session_of)(frames)
     stored_before = await sync_to_async(Message.objects.filter(conversation_id=session.conversation_id).count)()
-    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: True)
+    monkeypatch.setattr(consumers, "websocket_overloaded", lambda: True)
 
     await communicator.send_json_to({"type": "message", "text": "Are you there?", "client_id": "c-9"})
     error = await receive_until(communicator, "error")
@@ -743,7 +743,7 @@ async def test_while_the_database_work_is_far_behind_a_message_is_refused_to_sen
     stored = await sync_to_async(Message.objects.filter(conversation_id=session.conversation_id).count)()
     assert stored == stored_before
 
-    monkeypatch.setattr(consumers, "websocket_db_overloaded", lambda: False)
+    monkeypatch.setattr(consumers, "websocket_overloaded", lambda: False)
     await communicator.send_json_to({"type": "message", "text": "Are you there?", "client_id": "c-9"})
     echo = await receive_until(communicator, "entries")
     assert echo["entries"][0]["client_id"] == "c-9"
