@@ -16,6 +16,8 @@ of each step alone, so a change to it can be judged on its own.
   p50 ÷ the p50 of a bare transaction (``INSERT`` + ``SELECT`` + commit) on the same database, same run.
 - ``--profile`` runs each step under cProfile instead and prints its 25 most expensive functions
   (``--sort tottime`` by their own time).
+- ``--garbage`` counts, per run of each step, the objects it left in reference cycles (freed only by the
+  cycle collector), by type.
 - ``--callgrind``, under ``valgrind --tool=callgrind --instr-atstart=no``, counts the instructions of the
   measured rounds only (repeatable to a fraction of a percent, whatever the host's load).
 
@@ -65,6 +67,37 @@ def callgrind_instrumentation(state: str) -> None:
     time.sleep(3)
 
 
+def cyclic_garbage(steps, state: dict, warmup: int, rounds: int) -> int:
+    """Per step: the objects left in reference cycles (freed only by the cycle collector), per run, by type.
+
+    Every such object makes the collector run sooner and, surviving its young passes while the step is in
+    flight, brings the next full pass (all of the process's objects, the event loop stopped) closer.
+    """
+    import gc
+    from collections import Counter
+
+    for number in range(warmup):
+        state["n"] = number
+        for _name, step in steps:
+            step()
+    print("Cyclic garbage per run of each step (objects the cycle collector frees; a diagnostic)")
+    for name, step in steps:
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for number in range(rounds):
+                state["n"] = warmup + number
+                step()
+            gc.collect()
+        finally:
+            gc.set_debug(0)
+        types = Counter(type(obj).__qualname__ for obj in gc.garbage)
+        gc.garbage.clear()
+        common = ", ".join(f"{kind} {count / rounds:.1f}" for kind, count in types.most_common(12))
+        print(f"  {name:<18}{sum(types.values()) / rounds:8.1f} per run  ({common})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300, help="measured rounds (default 300)")
@@ -76,6 +109,11 @@ def main() -> int:
         "--callgrind",
         action="store_true",
         help="under valgrind --tool=callgrind --instr-atstart=no: count instructions of the measured rounds only",
+    )
+    parser.add_argument(
+        "--garbage",
+        action="store_true",
+        help="count, per step, the objects only the cycle collector frees (reference cycles), by type",
     )
     args = parser.parse_args()
 
@@ -162,6 +200,8 @@ def run(args) -> int:
         counted[0] += 1
         return execute(sql, params, many, context)
 
+    if args.garbage:
+        return cyclic_garbage(steps, state, WARMUP, args.messages)
     bare = bare_transaction_ms(WARMUP + args.messages)[WARMUP:]
     with connection.execute_wrapper(count):
         for number in range(WARMUP + args.messages):
