@@ -73,8 +73,7 @@ def cyclic_garbage(steps, state: dict, warmup: int, rounds: int) -> int:
     Every such object makes the collector run sooner and, surviving its young passes while the step is in
     flight, brings the next full pass (all of the process's objects, the event loop stopped) closer.
     """
-    import gc
-    from collections import Counter
+    from tests.garbage import cyclic_garbage as left_for_the_collector
 
     for number in range(warmup):
         state["n"] = number
@@ -82,18 +81,14 @@ def cyclic_garbage(steps, state: dict, warmup: int, rounds: int) -> int:
             step()
     print("Cyclic garbage per run of each step (objects the cycle collector frees; a diagnostic)")
     for name, step in steps:
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
+
+        def rounds_of(step=step) -> None:
             for number in range(rounds):
                 state["n"] = warmup + number
                 step()
-            gc.collect()
-        finally:
-            gc.set_debug(0)
-        types = Counter(type(obj).__qualname__ for obj in gc.garbage)
-        gc.garbage.clear()
-        common = ", ".join(f"{kind} {count / rounds:.1f}" for kind, count in types.most_common(12))
+
+        types = left_for_the_collector(rounds_of)
+        common = ", ".join(f"{kind.rsplit('.', 1)[-1]} {count / rounds:.1f}" for kind, count in types.most_common(12))
         print(f"  {name:<18}{sum(types.values()) / rounds:8.1f} per run  ({common})")
     return 0
 
